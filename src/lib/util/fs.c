@@ -1,0 +1,267 @@
+#include "util/fs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+
+const char *silo_fd_path(char buf[64], int fd)
+{
+        snprintf(buf, 64, "/proc/self/fd/%d", fd);
+        return buf;
+}
+
+int silo_read_file_at(int dirfd, const char *path, size_t max_bytes, char **ret, size_t *ret_len, silo_error *err)
+{
+        _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return silo_error_set(err, errno, "open %s", path);
+
+        size_t cap = 4096, len = 0;
+        _cleanup_free_ char *buf = malloc(cap);
+        if (!buf)
+                return silo_error_set(err, ENOMEM, "read %s", path);
+        for (;;) {
+                if (len + 1 >= cap) {
+                        if (cap > max_bytes + 1)
+                                return silo_error_msg(err, EFBIG, "%s: larger than the limit of %zu bytes", path, max_bytes);
+                        cap *= 2;
+                        char *n = realloc(buf, cap);
+                        if (!n)
+                                return silo_error_set(err, ENOMEM, "read %s", path);
+                        buf = n;
+                }
+                ssize_t n = read(fd, buf + len, cap - len - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return silo_error_set(err, errno, "read %s", path);
+                }
+                if (n == 0)
+                        break;
+                len += n;
+                if (len > max_bytes)
+                        return silo_error_msg(err, EFBIG, "%s: larger than the limit of %zu bytes", path, max_bytes);
+        }
+        buf[len] = '\0';
+        *ret = TAKE_PTR(buf);
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, data, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                data += n;
+                len -= n;
+        }
+        return 0;
+}
+
+int silo_write_file_at(int dirfd, const char *path, const char *data, size_t len, silo_error *err)
+{
+        _cleanup_close_ int fd = openat(dirfd, path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+        if (fd < 0)
+                return silo_error_set(err, errno, "open %s", path);
+        int r = write_all(fd, data, len);
+        if (r < 0)
+                return silo_error_set(err, -r, "write '%.*s' to %s", (int) (len > 64 ? 64 : len), data, path);
+        return 0;
+}
+
+int silo_write_string_at(int dirfd, const char *path, const char *s, silo_error *err)
+{
+        return silo_write_file_at(dirfd, path, s, strlen(s), err);
+}
+
+int silo_write_file_atomic_at(int dirfd, const char *name, const char *data, size_t len, mode_t mode, silo_error *err)
+{
+        char tmp[PATH_MAX];
+        if (snprintf(tmp, sizeof(tmp), ".%s.tmp.%d", name, (int) getpid()) >= (int) sizeof(tmp))
+                return silo_error_msg(err, ENAMETOOLONG, "%s: name too long", name);
+
+        _cleanup_close_ int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return silo_error_set(err, errno, "create %s", tmp);
+        int r = write_all(fd, data, len);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+                r = -errno;
+        if (r < 0) {
+                unlinkat(dirfd, tmp, 0);
+                return silo_error_set(err, -r, "write %s", name);
+        }
+        /* The rename is durable only once the directory is. */
+        if (dirfd != AT_FDCWD)
+                fsync(dirfd);
+        return 0;
+}
+
+int silo_mkdir_p_at(int dirfd, const char *path, mode_t mode, silo_error *err)
+{
+        char buf[PATH_MAX];
+        if (strlen(path) >= sizeof(buf))
+                return silo_error_msg(err, ENAMETOOLONG, "%s: path too long", path);
+        strcpy(buf, path);
+
+        for (char *p = buf + 1; ; p++) {
+                if (*p != '/' && *p != '\0')
+                        continue;
+                char saved = *p;
+                *p = '\0';
+                if (mkdirat(dirfd, buf, mode) < 0 && errno != EEXIST)
+                        return silo_error_set(err, errno, "mkdir %s", buf);
+                *p = saved;
+                if (saved == '\0')
+                        break;
+        }
+        return 0;
+}
+
+static long do_openat2(int dirfd, const char *path, int flags, unsigned long long resolve)
+{
+        struct open_how how = {
+                .flags = (unsigned long long) (flags | O_CLOEXEC),
+                .resolve = resolve,
+        };
+        return syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+int silo_open_in_root(int rootfd, const char *path, int flags, unsigned long long resolve, silo_error *err)
+{
+        long fd;
+        do
+                fd = do_openat2(rootfd, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | resolve);
+        while (fd < 0 && errno == EAGAIN);  /* a concurrent rename raced the lookup */
+        if (fd < 0)
+                return silo_error_set(err, errno, "open %s in container root", path);
+        return (int) fd;
+}
+
+int silo_mkpath_in_root(int rootfd, const char *path, bool make_file, silo_error *err)
+{
+        /* Walk one component at a time; each step is resolved with
+         * RESOLVE_IN_ROOT from the root, so a symlink planted anywhere in the
+         * chain resolves inside the root too. */
+        char buf[PATH_MAX];
+        if (strlen(path) >= sizeof(buf))
+                return silo_error_msg(err, ENAMETOOLONG, "%s: path too long", path);
+        strcpy(buf, path);
+
+        size_t len = strlen(buf);
+        while (len > 1 && buf[len - 1] == '/')
+                buf[--len] = '\0';
+
+        /* Fast path: it exists already. */
+        long fd = do_openat2(rootfd, buf, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+        if (fd >= 0)
+                return (int) fd;
+        if (errno != ENOENT)
+                return silo_error_set(err, errno, "open %s in container root", path);
+
+        for (char *p = buf; ; p++) {
+                if (p != buf && (*p == '/' || *p == '\0')) {
+                        char saved = *p;
+                        bool last = saved == '\0';
+                        *p = '\0';
+                        /* Split into parent and name; create the name under the parent fd. */
+                        char *slash = strrchr(buf, '/');
+                        const char *name = slash ? slash + 1 : buf;
+                        if (*name) {
+                                _cleanup_close_ int parent = -1;
+                                if (slash && slash != buf) {
+                                        *slash = '\0';
+                                        parent = (int) do_openat2(rootfd, buf, O_PATH | O_DIRECTORY,
+                                                                  RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+                                        *slash = '/';
+                                } else {
+                                        parent = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+                                }
+                                if (parent < 0)
+                                        return silo_error_set(err, errno, "open parent of %s in container root", buf);
+                                if (last && make_file) {
+                                        int f = openat(parent, name, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+                                        if (f < 0 && errno != EEXIST && errno != ELOOP && errno != EISDIR)
+                                                return silo_error_set(err, errno, "create %s in container root", buf);
+                                        if (f >= 0)
+                                                close(f);
+                                } else if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) {
+                                        return silo_error_set(err, errno, "mkdir %s in container root", buf);
+                                }
+                        }
+                        *p = saved;
+                        if (last)
+                                break;
+                }
+        }
+
+        fd = do_openat2(rootfd, buf, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+        if (fd < 0)
+                return silo_error_set(err, errno, "open %s in container root", path);
+        return (int) fd;
+}
+
+static int rm_rf_children(int dfd, int depth, silo_error *err)
+{
+        if (depth > 256)
+                return silo_error_msg(err, ELOOP, "directory tree too deep to remove");
+        DIR *d = fdopendir(dfd);
+        if (!d) {
+                close(dfd);
+                return silo_error_set(err, errno, "fdopendir");
+        }
+        _cleanup_closedir_ DIR *dir = d;
+        struct dirent *de;
+        while ((de = readdir(dir))) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                        continue;
+                if (de->d_type == DT_DIR) {
+                        int sub = openat(dirfd(dir), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub >= 0) {
+                                int r = rm_rf_children(sub, depth + 1, err);
+                                if (r < 0)
+                                        return r;
+                        }
+                        if (unlinkat(dirfd(dir), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                                return silo_error_set(err, errno, "rmdir %s", de->d_name);
+                } else if (unlinkat(dirfd(dir), de->d_name, 0) < 0 && errno != ENOENT) {
+                        return silo_error_set(err, errno, "unlink %s", de->d_name);
+                }
+        }
+        return 0;
+}
+
+int silo_rm_rf_at(int dirfd, const char *name, silo_error *err)
+{
+        int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                if (errno == ENOTDIR || errno == ELOOP)
+                        return unlinkat(dirfd, name, 0) < 0 ? silo_error_set(err, errno, "unlink %s", name) : 0;
+                return silo_error_set(err, errno, "open %s", name);
+        }
+        int r = rm_rf_children(fd, 0, err);
+        if (r < 0)
+                return r;
+        if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                return silo_error_set(err, errno, "rmdir %s", name);
+        return 0;
+}
