@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs what silo needs to build and test on Debian 12 (run as root).
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+packages="meson ninja-build pkg-config gcc libc6-dev
+ libjansson-dev libseccomp-dev libcap-dev libarchive-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libsqlite3-dev
+ libcmocka-dev python3-pytest busybox-static procps iproute2 util-linux"
+# Real clients and comparison runtimes the integration tests drive.
+clients="runc crun podman containerd skopeo umoci docker-registry apache2-utils openssl"
+missing=""
+for p in $packages $clients; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

@@ -1,0 +1,27 @@
+/* The last steps before execve: limits, identity, capabilities, seccomp. */
+#pragma once
+
+#include <stddef.h>
+
+#include "seccomp/seccomp.h"
+#include "spec/spec.h"
+#include "util/error.h"
+
+/* Parent side, before anything is created: a hard limit above the current
+ * one needs CAP_SYS_RESOURCE, which this host may not give us. */
+int silo_rlimits_check(const struct silo_process *p, silo_error *err);
+int silo_rlimits_apply(const struct silo_process *p, silo_error *err);
+
+int silo_oom_score_adj_apply(const struct silo_process *p, silo_error *err);
+
+/* Resolves args[0] against PATH from the process env inside the current
+ * root, as execvp would, but at create time so errors surface early. */
+int silo_find_executable(const struct silo_process *p, char *ret_path, size_t size, silo_error *err);
+
+/* Switches to the process's user and capabilities; loads seccomp at the
+ * point that keeps it enforceable (see creds.c).  *ret_notify_fd gets the
+ * seccomp listener fd if the profile asks for one. */
+int silo_process_finalize(const struct silo_process *p, silo_seccomp *seccomp, int *ret_notify_fd, silo_error *err);
+
+/* Whether the calling process has cap in its effective set. */
+bool silo_have_cap(int cap);

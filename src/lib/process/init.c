@@ -1,0 +1,208 @@
+/* The container's init between clone and execve.  It runs the runtime's own
+ * code inside the new namespaces, so it trusts nothing in the rootfs and
+ * reports every failure to the parent through the sync socket. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "process/creds.h"
+#include "process/hooks.h"
+#include "process/internal.h"
+#include "process/sync.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+static int become_ns_root(silo_error *err)
+{
+        /* In a fresh user namespace we hold every capability but may still
+         * carry an unmapped uid: become its root before touching anything. */
+        if (setresgid(0, 0, 0) < 0)
+                return silo_error_set(err, errno, "setresgid(0) in user namespace (is gid 0 mapped?)");
+        if (setresuid(0, 0, 0) < 0)
+                return silo_error_set(err, errno, "setresuid(0) in user namespace (is uid 0 mapped?)");
+        return 0;
+}
+
+static int setup_time_ns(const struct silo_spec *spec, silo_error *err)
+{
+        if (!spec->ns[SILO_NS_TIME].wanted || spec->ns[SILO_NS_TIME].path)
+                return 0;
+        /* Offsets can be written only before a process enters the
+         * namespace; execve moves us into it. */
+        if (unshare(CLONE_NEWTIME) < 0)
+                return silo_error_set(err, errno, "create time namespace");
+        char buf[128];
+        int n = 0;
+        if (spec->time_monotonic.set)
+                n += snprintf(buf + n, sizeof(buf) - n, "monotonic %lld %u\n",
+                              (long long) spec->time_monotonic.secs, spec->time_monotonic.nanosecs);
+        if (spec->time_boottime.set)
+                n += snprintf(buf + n, sizeof(buf) - n, "boottime %lld %u\n",
+                              (long long) spec->time_boottime.secs, spec->time_boottime.nanosecs);
+        if (n == 0)
+                return 0;
+        _cleanup_close_ int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, buf, n) != n)
+                return silo_error_set(err, errno, "linux.timeOffsets: write timens_offsets");
+        return 0;
+}
+
+static int send_console(struct create_ctx *c, int master, silo_error *err)
+{
+        char name[64] = "/dev/console";
+        int ptn = 0;
+        if (ioctl(master, TIOCGPTN, &ptn) == 0)
+                snprintf(name, sizeof(name), "/dev/pts/%d", ptn);
+        /* runc's console-socket protocol: the pty name as data, the master
+         * as SCM_RIGHTS. */
+        struct iovec iov = { name, strlen(name) };
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } control;
+        memset(&control, 0, sizeof(control));
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf) };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &master, sizeof(int));
+        if (sendmsg(c->console_fd, &mh, MSG_NOSIGNAL) < 0)
+                return silo_error_set(err, errno, "send pty master to console socket");
+        return 0;
+}
+
+static int setup_terminal(struct create_ctx *c, silo_error *err)
+{
+        const struct silo_process *p = &c->spec->process;
+        _cleanup_close_ int master = -1, slave = -1;
+        int r = silo_rootfs_make_console(&c->rootfs, (unsigned) p->console_height.value, (unsigned) p->console_width.value,
+                                         &master, &slave, err);
+        if (r < 0)
+                return r;
+        r = send_console(c, master, err);
+        if (r < 0)
+                return r;
+        silo_closep(&c->console_fd);
+        c->console_fd = -1;
+        if (setsid() < 0)
+                return silo_error_set(err, errno, "setsid");
+        if (ioctl(slave, TIOCSCTTY, 0) < 0)
+                return silo_error_set(err, errno, "make the pty the controlling terminal");
+        for (int fd = 0; fd < 3; fd++)
+                if (dup2(slave, fd) < 0)
+                        return silo_error_set(err, errno, "dup pty to fd %d", fd);
+        return 0;
+}
+
+void silo_init_main(struct create_ctx *c)
+{
+        silo_error err = SILO_ERROR_INIT;
+        struct silo_spec *spec = c->spec;
+        int sync = c->sync_child;
+        int r;
+
+        close(c->sync_parent);
+        /* The parent's flock on the state directory lives on this open file
+         * too: drop our copy so `start` can take the lock. */
+        close(c->statefd);
+        close(c->state_rootfd);
+        /* Only 0-2, the preserved fds and our own CLOEXEC fds may survive exec. */
+        syscall(SYS_close_range, 3 + c->opts->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
+
+        struct silo_sync_msg *msg = malloc(sizeof(*msg));
+        if (!msg)
+                _exit(1);
+        r = silo_sync_recv(sync, msg);
+        if (r < 0 || msg->type != SILO_SYNC_GO)
+                _exit(1);
+        _cleanup_free_ char *state_json = strdup(msg->payload);
+        free(msg);
+
+        if (c->new_userns && become_ns_root(&err) < 0)
+                silo_sync_fail(sync, &err);
+
+        /* After the cgroup move, so the namespace's root is the container's cgroup. */
+        if (spec->ns[SILO_NS_CGROUP].wanted && !spec->ns[SILO_NS_CGROUP].path && unshare(CLONE_NEWCGROUP) < 0) {
+                silo_error_set(&err, errno, "create cgroup namespace");
+                silo_sync_fail(sync, &err);
+        }
+        if (spec->hostname && *spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) < 0) {
+                silo_error_set(&err, errno, "hostname: sethostname(%s)", spec->hostname);
+                silo_sync_fail(sync, &err);
+        }
+        if (spec->domainname && *spec->domainname && setdomainname(spec->domainname, strlen(spec->domainname)) < 0) {
+                silo_error_set(&err, errno, "domainname: setdomainname(%s)", spec->domainname);
+                silo_sync_fail(sync, &err);
+        }
+        if (setup_time_ns(spec, &err) < 0 || silo_oom_score_adj_apply(&spec->process, &err) < 0)
+                silo_sync_fail(sync, &err);
+
+        if (silo_rootfs_prepare(&c->rootfs, &err) < 0)
+                silo_sync_fail(sync, &err);
+
+        if (spec->process.terminal && setup_terminal(c, &err) < 0)
+                silo_sync_fail(sync, &err);
+
+        if (spec->hooks.n[SILO_HOOK_CREATE_CONTAINER] &&
+            silo_hooks_run(spec, SILO_HOOK_CREATE_CONTAINER, state_json, &err) < 0)
+                silo_sync_fail(sync, &err);
+
+        if (silo_rootfs_finalize(&c->rootfs, &err) < 0 || silo_rootfs_pivot(&c->rootfs, &err) < 0)
+                silo_sync_fail(sync, &err);
+        silo_rootfs_done(&c->rootfs);
+
+        char exe[PATH_MAX];
+        if (silo_find_executable(&spec->process, exe, sizeof(exe), &err) < 0)
+                silo_sync_fail(sync, &err);
+        if (spec->seccomp && silo_seccomp_prepare(spec->seccomp, &err) < 0)
+                silo_sync_fail(sync, &err);
+
+        /* Ready: the parent records the state and exits; we wait for start. */
+        if (silo_sync_send(sync, SILO_SYNC_READY, 0, NULL, 0, -1) < 0)
+                _exit(1);
+        close(sync);
+
+        int conn;
+        do
+                conn = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        while (conn < 0 && errno == EINTR);
+        if (conn < 0)
+                _exit(1);
+        close(c->listen_fd);
+
+        if (spec->hooks.n[SILO_HOOK_START_CONTAINER] &&
+            silo_hooks_run(spec, SILO_HOOK_START_CONTAINER, state_json, &err) < 0)
+                silo_sync_fail(conn, &err);
+
+        if (silo_rlimits_apply(&spec->process, &err) < 0)
+                silo_sync_fail(conn, &err);
+        int notify_fd = -1;
+        if (silo_process_finalize(&spec->process, spec->seccomp, &notify_fd, &err) < 0)
+                silo_sync_fail(conn, &err);
+        if (notify_fd >= 0) {
+                /* `start` forwards it to the listener on the host side. */
+                silo_sync_send(conn, SILO_SYNC_FD, 0, NULL, 0, notify_fd);
+                close(notify_fd);
+        }
+
+        const char *empty_env[] = { NULL };
+        execve(exe, (char *const *) spec->process.args,
+               (char *const *) (spec->process.env ? spec->process.env : empty_env));
+        silo_error_set(&err, errno, "exec %s", exe);
+        silo_sync_fail(conn, &err);
+}

@@ -1,0 +1,64 @@
+/* Shared between create.c (the runtime side), init.c (the container's init
+ * before exec), exec.c and ops.c.  Not part of the public API. */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "mount/mount.h"
+#include "process/container.h"
+#include "spec/spec.h"
+#include "state/state.h"
+
+struct create_ctx {
+        const struct silo_runtime *rt;
+        const char *id;
+        const struct silo_create_options *opts;
+        struct silo_spec *spec;
+
+        int bundlefd;
+        char bundle_abs[PATH_MAX];
+        char rootfs_abs[PATH_MAX];
+        struct silo_rootfs rootfs;
+
+        int state_rootfd;
+        int statefd;
+        bool state_created;
+        silo_cgroup *cg;
+
+        int listen_fd;                  /* start.sock, handed to the init */
+        int sync_parent, sync_child;
+        int console_fd;                 /* connected console socket, or our own pair end */
+        int console_local;              /* run without --console-socket: our end */
+        int ns_fds[_SILO_NS_MAX];       /* namespaces joined by path */
+        bool new_userns;
+
+        pid_t pid;
+        int pidfd;
+};
+
+/* Never returns: runs in the cloned init process. */
+__attribute__((noreturn)) void silo_init_main(struct create_ctx *c);
+
+/* Shared by start and run: connects to start.sock and waits for the exec. */
+int silo_start_connected(int statefd, const char *id, json_t *config, silo_error *err);
+
+/* Loads the state of a container (locked dir fd in *ret_statefd). */
+int silo_container_open(const struct silo_runtime *rt, const char *id, int *ret_statefd, struct silo_state **ret_state,
+                        silo_error *err);
+
+/* The state JSON a hook receives. */
+char *silo_hook_state_json(const char *id, const char *status, pid_t pid, const char *bundle, json_t *annotations);
+
+/* Opens the pidfd of a container process, checking it is still ours. */
+int silo_pidfd_open_checked(pid_t pid, unsigned long long start_time, silo_error *err);
+
+int silo_write_pid_file(const char *path, pid_t pid, silo_error *err);
+
+/* Waits up to timeout_ms for the process behind pidfd to exit. */
+int silo_pidfd_wait_exit(int pidfd, int timeout_ms);
+
+/* Copies between a terminal master and our stdio until the process behind
+ * pidfd exits, forwarding signals; returns when the pty closes. */
+int silo_console_proxy(int master, pid_t pid, int pidfd, silo_error *err);
