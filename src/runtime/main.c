@@ -183,7 +183,7 @@ int main(int argc, char **argv, char **envp)
                         continue;
                 if (needs_sealed_binary(cmd->name)) {
                         silo_error err = SILO_ERROR_INIT;
-                        if (silo_exe_ensure_sealed(argv, envp, &err) < 0)
+                        if (silo_exe_ensure_protected(argv, envp, &err) < 0)
                                 return cli_fail(&cli, &err);
                 }
                 int sub_argc = argc - optind;

@@ -292,7 +292,8 @@ class Runtime:
         start = time.monotonic()
         try:
             p = subprocess.run(argv, stdout=out, stderr=err, timeout=timeout or CMD_TIMEOUT,
-                               pass_fds=pass_fds, env=env, text=True, errors="replace",
+                               pass_fds=pass_fds, env=env, text=True, encoding="utf-8",
+                               errors="replace",
                                **kwargs)
         except subprocess.TimeoutExpired as e:
             self.log.append(f"$ {' '.join(argv)}  -> TIMEOUT after {e.timeout}s")
@@ -314,7 +315,7 @@ class Runtime:
         kw.setdefault("stderr", subprocess.PIPE)
         self.log.append(f"$ {' '.join(argv)} &")
         print(self.log[-1])
-        return subprocess.Popen(argv, text=True, **kw)
+        return subprocess.Popen(argv, text=True, encoding="utf-8", errors="replace", **kw)
 
     def _outfiles(self, bundle, what):
         self._n += 1
@@ -327,9 +328,9 @@ class Runtime:
         with open(out_path, "w") as out, open(err_path, "w") as err:
             res = self.cmd(*args, stdout=out, stderr=err, **kw)
         res.stdout_path, res.stderr_path = out_path, err_path
-        with open(out_path, errors="replace") as f:
+        with open(out_path, encoding="utf-8", errors="replace") as f:
             res.stdout = f.read()
-        with open(err_path, errors="replace") as f:
+        with open(err_path, encoding="utf-8", errors="replace") as f:
             res.stderr = f.read()
         self.log[-1] += (f"\n  stdout: {res.stdout[-2000:]!r}\n  stderr: {res.stderr[-2000:]!r}")
         print(self.log[-1])

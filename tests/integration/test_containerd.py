@@ -314,16 +314,16 @@ def test_cap_drop(ctrd):
     assert p.stdout == "chown-ok\n"
 
 
-def test_tty(ctrd):
+def _run_in_pty(argv, send=None, timeout=30):
     master, slave = pty.openpty()
-    proc = subprocess.Popen(ctrd.argv(*ctrd.run_argv("tty", "--rm", "-t", "--", "sh", "-c",
-                                                     "tty; exit 4")),
-                            stdin=slave, stdout=slave, stderr=slave,
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
                             start_new_session=True, close_fds=True)
     os.close(slave)
     out = b""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     try:
+        if send:
+            os.write(master, send)
         while time.monotonic() < deadline:
             r, _, _ = select.select([master], [], [], 0.2)
             if r:
@@ -336,11 +336,49 @@ def test_tty(ctrd):
                 out += data
             elif proc.poll() is not None:
                 break
-        rc = proc.wait(timeout=30)
+        else:
+            raise AssertionError("pty session timed out: %r" % out)
+        rc = proc.wait(timeout=timeout)
     finally:
         os.close(master)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert b"/dev/pts/0" in out, out
+    return out.decode(errors="replace"), rc
+
+
+def test_tty(ctrd):
+    out, rc = _run_in_pty(ctrd.argv(*ctrd.run_argv("tty", "--rm", "-t", "--", "sh", "-c",
+                                                    "tty; exit 4")))
+    assert "/dev/pts/0" in out, out
     assert rc == 4
+
+
+def test_exec_tty(ctrd):
+    cid = "exectty"
+    ctrd.run(cid, "-d", "--", "sleep", "600")
+    try:
+        out, rc = _run_in_pty(ctrd.argv("task", "exec", "-t", "--exec-id", "t1", cid,
+                                        "sh", "-c", "tty; exit 3"))
+        assert "/dev/pts/" in out, out
+        assert rc == 3
+    finally:
+        ctrd.remove(cid)
+
+
+def test_bind_mount(ctrd):
+    data = os.path.join(ctrd.base, "bind-data")
+    os.makedirs(data, exist_ok=True)
+    with open(os.path.join(data, "from-host"), "w") as f:
+        f.write("host-content\n")
+    p = ctrd.run("bind", "--rm", "--mount",
+                 "type=bind,src=%s,dst=/data,options=rbind:rw" % data, "--",
+                 "sh", "-c", "cat /data/from-host; echo written > /data/from-ctr")
+    assert p.stdout == "host-content\n"
+    with open(os.path.join(data, "from-ctr")) as f:
+        assert f.read() == "written\n"
+    p = ctrd.run("bindro", "--rm", "--mount",
+                 "type=bind,src=%s,dst=/data,options=rbind:ro" % data, "--",
+                 "sh", "-c", "echo x > /data/nope", check=False)
+    assert p.returncode != 0
+    assert "Read-only file system" in p.stderr

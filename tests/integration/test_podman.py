@@ -9,6 +9,7 @@ imported with `podman import`; nothing is pulled.
 Run:  SILO_RUNTIME=/usr/sbin/runc /usr/bin/python3 -m pytest tests/integration/test_podman.py
 """
 
+import json
 import os
 import pty
 import resource
@@ -510,3 +511,91 @@ def test_masked_and_readonly_paths(podman):
     lines = p.stdout.split()
     assert lines[0] == "0"                      # /proc/kcore masked (bound to /dev/null)
     assert lines[1] == "sysctl=1"               # /proc/sys read-only
+
+
+def test_update_resources(podman):
+    name = "updatable"
+    podman.run("-d", "--name", name, "--memory", "64m", "--cpu-shares", "1024", IMAGE,
+               "sleep", "600")
+    try:
+        pid = _container_pid(podman, name)
+        # podman update runs `<runtime> update --resources <file> ID`
+        podman("update", "--memory", "128m", "--cpu-shares", "512", name)
+        assert sc.read_cgroup_file(pid, "memory", "memory.limit_in_bytes") == str(128 << 20)
+        assert sc.read_cgroup_file(pid, "cpu", "cpu.shares") == "512"
+        assert podman.inspect(name, "{{.State.Status}}") == "running"
+    finally:
+        podman("rm", "-f", "-t", "0", name)
+
+
+def test_exec_tty(podman):
+    name = "exectty"
+    podman.run("-d", "--name", name, IMAGE, "sleep", "600")
+    try:
+        out, rc = _run_in_pty(podman, ["exec", "-t", name, "sh", "-c", "tty; exit 6"])
+        assert "/dev/pts/" in out, out
+        assert rc == 6, out
+        out, rc = _run_in_pty(podman, ["exec", "-it", name, "sh"],
+                              send=b"test -t 0 && echo in-$((40+2))\nexit\n")
+        assert "in-42" in out, out
+        assert rc == 0, out
+    finally:
+        podman("rm", "-f", "-t", "0", name)
+
+
+def test_bind_and_tmpfs_mounts(podman):
+    data = os.path.join(podman.base, "bind-data")
+    os.makedirs(data, exist_ok=True)
+    with open(os.path.join(data, "from-host"), "w") as f:
+        f.write("host-content\n")
+    p = podman.run("--rm", "-v", data + ":/data", "--tmpfs", "/scratch:size=1m", IMAGE,
+                   "sh", "-c", "cat /data/from-host; echo written > /data/from-ctr; "
+                   "awk '$2 == \"/scratch\" {print $1, $2, $3}' /proc/mounts")
+    assert p.stdout.splitlines() == ["host-content", "tmpfs /scratch tmpfs"]
+    with open(os.path.join(data, "from-ctr")) as f:
+        assert f.read() == "written\n"
+    p = podman.run("--rm", "-v", data + ":/data:ro", IMAGE, "sh", "-c",
+                   "cat /data/from-host; echo x > /data/nope", check=False)
+    assert p.stdout == "host-content\n"
+    assert p.returncode != 0
+    assert "Read-only file system" in p.stderr
+    assert not os.path.exists(os.path.join(data, "nope"))
+
+
+def test_seccomp(podman):
+    p = podman.run("--rm", IMAGE, "grep", "^Seccomp:", "/proc/self/status")
+    assert p.stdout.split() == ["Seccomp:", "2"]          # podman's default filter
+    p = podman.run("--rm", "--security-opt", "seccomp=unconfined", IMAGE,
+                   "grep", "^Seccomp:", "/proc/self/status")
+    assert p.stdout.split() == ["Seccomp:", "0"]
+    # a custom profile is enforced: mkdir fails with the chosen errno (EACCES)
+    profile = os.path.join(podman.base, "seccomp-nomkdir.json")
+    with open(profile, "w") as f:
+        json.dump({"defaultAction": "SCMP_ACT_ALLOW",
+                   "architectures": ["SCMP_ARCH_X86_64"],
+                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                                 "errnoRet": 13}]}, f)
+    p = podman.run("--rm", "--security-opt", "seccomp=" + profile, IMAGE, "sh", "-c",
+                   "mkdir /tmp/d; echo rc=$?; touch /tmp/f && echo touch-ok", check=False)
+    assert p.stdout.splitlines() == ["rc=1", "touch-ok"]
+    assert "Permission denied" in p.stderr
+
+
+def test_no_new_privileges(podman):
+    p = podman.run("--rm", IMAGE, "grep", "^NoNewPrivs:", "/proc/self/status")
+    assert p.stdout.split() == ["NoNewPrivs:", "0"]
+    p = podman.run("--rm", "--security-opt", "no-new-privileges", IMAGE,
+                   "grep", "^NoNewPrivs:", "/proc/self/status")
+    assert p.stdout.split() == ["NoNewPrivs:", "1"]
+
+
+def test_sysctl(podman):
+    p = podman.run("--rm", "--sysctl", "kernel.msgmax=12345", "--sysctl",
+                   "net.ipv4.ip_forward=1", IMAGE, "sh", "-c",
+                   "cat /proc/sys/kernel/msgmax /proc/sys/net/ipv4/ip_forward")
+    assert p.stdout.split() == ["12345", "1"]
+
+
+def test_host_pid_namespace(podman):
+    p = podman.run("--rm", "--pid", "host", IMAGE, "readlink", "/proc/self/ns/pid")
+    assert p.stdout.strip() == os.readlink("/proc/self/ns/pid")

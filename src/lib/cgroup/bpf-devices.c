@@ -75,7 +75,8 @@ int cgroup_bpf_devices_build(const struct silo_device_rule *rules, size_t n, str
         prog[pos++] = insn(BPF_LDX | BPF_MEM | BPF_W, R_MAJOR, R1, 4, 0);
         prog[pos++] = insn(BPF_LDX | BPF_MEM | BPF_W, R_MINOR, R1, 8, 0);
 
-        for (size_t k = n; k-- > 0;) {
+        bool catch_all = false;
+        for (size_t k = n; k-- > 0 && !catch_all;) {
                 const struct silo_device_rule *rule = &rules[k];
                 size_t end = pos + rule_length(rule);
                 /* A failed test jumps to the next rule's block. */
@@ -106,9 +107,14 @@ int cgroup_bpf_devices_build(const struct silo_device_rule *rules, size_t n, str
 #undef SKIP
                 prog[pos++] = insn(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, rule->allow ? 1 : 0);
                 prog[pos++] = insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+                /* An 'a' rule always decides: the verifier rejects the
+                 * unreachable code that earlier rules would compile to. */
+                catch_all = rule->type == 'a';
         }
-        prog[pos++] = insn(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, 0);
-        prog[pos++] = insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+        if (!catch_all) {
+                prog[pos++] = insn(BPF_ALU64 | BPF_MOV | BPF_K, R0, 0, 0, 0);
+                prog[pos++] = insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+        }
 
         *ret = TAKE_PTR(prog);
         *ret_n = pos;

@@ -97,49 +97,74 @@ static size_t count_components(const char *path)
         return n;
 }
 
-/* mkdir -p of h->path below the mount, one openat at a time so a component
- * is never looked up by a string we did not just check.  Counts what it
- * made in h->created, which destroy (and a rollback) relies on. */
-static int make_dirs(const struct cgroup_backend *backend, struct cgroup_hierarchy *h, silo_error *err)
+/* Removes the `n` deepest components of rel (below mfd), deepest first. */
+static void undo_dirs(int mfd, char *rel, unsigned n)
 {
-        _cleanup_close_ int fd = open(h->mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return silo_error_set(err, errno, "open cgroup hierarchy %s", h->mount);
+        for (unsigned i = 0; i < n; i++) {
+                (void) unlinkat(mfd, rel, AT_REMOVEDIR);
+                char *slash = strrchr(rel, '/');
+                if (!slash)
+                        break;
+                *slash = '\0';
+        }
+}
 
-        char sofar[PATH_MAX];
-        snprintf(sofar, sizeof(sofar), "%s", h->mount);
+static int make_dirs_at(const struct cgroup_backend *backend, struct cgroup_hierarchy *h, int mfd, char *rel,
+                        silo_error *err)
+{
+        _cleanup_close_ int fd = fcntl(mfd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return silo_error_set(err, errno, "dup");
+
         for (const char *p = h->path; *p;) {
                 p += strspn(p, "/");
                 if (!*p)
                         break;
-                size_t n = strcspn(p, "/");
+                size_t n = strcspn(p, "/"), len = strlen(rel);
                 char name[NAME_MAX + 1];
                 memcpy(name, p, n);
                 name[n] = '\0';
                 p += n;
 
-                size_t len = strlen(sofar);
-                snprintf(sofar + len, sizeof(sofar) - len, "/%s", name);
-
                 bool made = mkdirat(fd, name, 0755) == 0;
                 if (!made && errno != EEXIST)
-                        return silo_error_set(err, errno, "mkdir %s", sofar);
+                        return silo_error_set(err, errno, "mkdir %s/%s%s%s", h->mount, rel, len ? "/" : "", name);
+                snprintf(rel + len, PATH_MAX - len, "%s%s", len ? "/" : "", name);
                 /* Everything below a directory we made is ours too. */
                 if (made || h->created > 0)
                         h->created++;
 
                 _cleanup_close_ int sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (sub < 0)
-                        return silo_error_set(err, errno, "open %s", sofar);
+                        return silo_error_set(err, errno, "open %s/%s", h->mount, rel);
                 if (made && backend->init_dir) {
                         int r = backend->init_dir(h, fd, sub, err);
                         if (r < 0)
-                                return silo_error_prefix(err, "initialize %s", sofar);
+                                return silo_error_prefix(err, "initialize %s/%s", h->mount, rel);
                 }
                 silo_closep(&fd);
                 fd = TAKE_FD(sub);
         }
         return 0;
+}
+
+/* mkdir -p of h->path below the mount, one openat at a time so a component
+ * is never looked up by a string we did not just check.  Counts what it
+ * made in h->created, which destroy relies on; on failure it removes what
+ * it made itself, since the path is only partly there. */
+static int make_dirs(const struct cgroup_backend *backend, struct cgroup_hierarchy *h, silo_error *err)
+{
+        _cleanup_close_ int mfd = open(h->mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (mfd < 0)
+                return silo_error_set(err, errno, "open cgroup hierarchy %s", h->mount);
+
+        char rel[PATH_MAX] = "";
+        int r = make_dirs_at(backend, h, mfd, rel, err);
+        if (r < 0) {
+                undo_dirs(mfd, rel, h->created);
+                h->created = 0;
+        }
+        return r;
 }
 
 /* rmdir that waits (until `deadline`) for exiting tasks to leave, after
@@ -369,10 +394,15 @@ json_t *silo_cgroup_save(const silo_cgroup *cg)
                 return NULL;
         for (size_t i = 0; i < cg->n_hier; i++) {
                 const struct cgroup_hierarchy *h = &cg->hier[i];
-                if (json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I}",
+                char dir[PATH_MAX * 2];
+                /* "dir" is for people and tools reading the state; load()
+                 * rebuilds it from mount and path. */
+                snprintf(dir, sizeof(dir), "%s%s", h->mount, h->path);
+                if (json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s, s:I}",
                                                           "controllers", h->controllers,
                                                           "mount", h->mount,
                                                           "path", h->path,
+                                                          "dir", dir,
                                                           "created", (json_int_t) h->created)) < 0) {
                         json_decref(list);
                         return NULL;

@@ -76,42 +76,57 @@ typedef struct silo_cgroup silo_cgroup;
 /* Resolves the container's cgroup.  cgroups_path absolute: under the hierarchy
  * root; relative: under the calling process's own cgroup (per controller on
  * v1); NULL/empty: "/silo/<id>".  Creates the directories (recording which
- * ones it made, so destroy removes only those). */
+ * ones it made, so destroy removes only those).  systemd "slice:prefix:name"
+ * paths give -EOPNOTSUPP. */
 int silo_cgroup_create(const struct silo_cgroup_options *opts, const char *cgroups_path, const char *id,
                        silo_cgroup **ret, silo_error *err);
 
-/* Persisting: the resolved paths as a JSON object, and back. */
+/* Persisting: {"version": 1|2, "hierarchies": [{"controllers": "cpu,cpuacct"
+ * (v1) or "" (v2), "mount": "/sys/fs/cgroup/cpu,cpuacct", "path": "/silo/id"
+ * (below the mount), "dir": mount + path, "created": how many trailing
+ * components of path this manager made}]}.  save returns a new reference
+ * (NULL on ENOMEM); load validates what destroy would act on. */
 json_t *silo_cgroup_save(const silo_cgroup *cg);
 int silo_cgroup_load(json_t *saved, silo_cgroup **ret, silo_error *err);
 
 enum silo_cgroup_version silo_cgroup_version(const silo_cgroup *cg);
 
-/* Writes the limits; unsupported controllers give a clear error naming them. */
+/* Writes the limits; a controller that is missing gives an error naming it
+ * and the field that needs it.  Ignored as runc does: memory.kernel (v1 and
+ * v2); on v2 also kernelTCP, swappiness, disableOOMKiller, useHierarchy and
+ * blockIO leaf weights, which have no v2 equivalent. */
 int silo_cgroup_set_resources(silo_cgroup *cg, const struct silo_resources *res, silo_error *err);
 
 /* Moves a process in (all controllers on v1). */
 int silo_cgroup_add_pid(silo_cgroup *cg, pid_t pid, silo_error *err);
 
-/* v2: an O_DIRECTORY fd for clone3(CLONE_INTO_CGROUP); -EOPNOTSUPP on v1. */
+/* v2: an O_DIRECTORY fd (the caller closes it) for clone3(CLONE_INTO_CGROUP);
+ * -EOPNOTSUPP on v1. */
 int silo_cgroup_clone_fd(silo_cgroup *cg, silo_error *err);
 
 int silo_cgroup_freeze(silo_cgroup *cg, bool frozen, silo_error *err);     /* waits until settled */
 int silo_cgroup_is_frozen(silo_cgroup *cg, bool *ret, silo_error *err);
 
-/* Every pid in the cgroup (recursively), malloc'd array. */
+/* Every pid in the cgroup and its nested cgroups; *ret is malloc'd. */
 int silo_cgroup_pids(silo_cgroup *cg, pid_t **ret, size_t *ret_n, silo_error *err);
 
 /* Signals every process (cgroup.kill on v2 for SIGKILL; otherwise freeze,
- * signal each pid, thaw, so nothing forks away in between). */
+ * signal each pid, thaw, so nothing forks away in between).  A cgroup that
+ * was already frozen stays frozen, except after SIGKILL (thawed so the tasks
+ * can die). */
 int silo_cgroup_kill_all(silo_cgroup *cg, int sig, silo_error *err);
 
-/* runc `events --stats` "data" object: cpu, memory, pids, blkio, hugetlb. */
+/* runc `events --stats` "data" object (cpu, cpuset, memory, pids, blkio,
+ * hugetlb; new reference).  Missing controllers leave zeroed sections. */
 int silo_cgroup_stats(silo_cgroup *cg, json_t **ret, silo_error *err);
 
-/* Number of OOM kills so far (memory.events oom_kill / memory.oom_control). */
+/* Number of OOM kills so far (memory.events oom_kill / memory.oom_control);
+ * -EOPNOTSUPP when the memory controller is not there to count. */
 int silo_cgroup_oom_count(silo_cgroup *cg, uint64_t *ret, silo_error *err);
 
-/* Removes the cgroups this manager created (retrying briefly while busy). */
+/* Removes the cgroups this manager created, with any nested cgroups inside
+ * the leaf, retrying for about a second while tasks are still leaving
+ * (-EBUSY after that: kill first).  Parents it created go too if empty. */
 int silo_cgroup_destroy(silo_cgroup *cg, silo_error *err);
 
 silo_cgroup *silo_cgroup_free(silo_cgroup *cg);

@@ -233,9 +233,15 @@ int cgroup_parse_mounts(const char *mountinfo, const char *root, bool all_v1,
                         struct cgroup_mount **ret, size_t *ret_n, silo_error *err)
 {
         struct cgroup_mount *list = NULL;
+        _cleanup_free_ char *norm = NULL;
         size_t n = 0;
-        int r = 0;
+        int r;
 
+        /* "/sys/fs/cgroup/" and "/sys/fs/cgroup" are the same root. */
+        r = cgroup_normalize_path(root, &norm, err);
+        if (r < 0)
+                return r;
+        root = norm;
         for (const char *line = mountinfo; line && *line;) {
                 const char *end = strchrnul(line, '\n');
                 const char *f[4];

@@ -64,7 +64,10 @@ static void add_need(struct need *needs, size_t *n, const char *controller, size
         (*n)++;
 }
 
-#define NEED(ctrl, field) add_need(needs, &n, (ctrl), strlen(ctrl), (field))
+static void need(struct need *needs, size_t *n, const char *controller, const char *field)
+{
+        add_need(needs, n, controller, strlen(controller), field);
+}
 
 static bool nonzero(const silo_opt_i64 *v)
 {
@@ -77,31 +80,31 @@ static size_t needed_controllers(const struct silo_resources *res, struct need n
         size_t n = 0;
 
         if (res->cpu.cpus && *res->cpu.cpus)
-                NEED("cpuset", "linux.resources.cpu.cpus");
+                need(needs, &n, "cpuset", "linux.resources.cpu.cpus");
         if (res->cpu.mems && *res->cpu.mems)
-                NEED("cpuset", "linux.resources.cpu.mems");
+                need(needs, &n, "cpuset", "linux.resources.cpu.mems");
         if (nonzero(&res->memory.limit))
-                NEED("memory", "linux.resources.memory.limit");
+                need(needs, &n, "memory", "linux.resources.memory.limit");
         if (nonzero(&res->memory.swap))
-                NEED("memory", "linux.resources.memory.swap");
+                need(needs, &n, "memory", "linux.resources.memory.swap");
         if (nonzero(&res->memory.reservation))
-                NEED("memory", "linux.resources.memory.reservation");
+                need(needs, &n, "memory", "linux.resources.memory.reservation");
         if (res->cpu.shares.set && res->cpu.shares.value)
-                NEED("cpu", "linux.resources.cpu.shares");
+                need(needs, &n, "cpu", "linux.resources.cpu.shares");
         if (nonzero(&res->cpu.quota) || (res->cpu.period.set && res->cpu.period.value))
-                NEED("cpu", "linux.resources.cpu.quota");
+                need(needs, &n, "cpu", "linux.resources.cpu.quota");
         if (res->cpu.burst.set)
-                NEED("cpu", "linux.resources.cpu.burst");
+                need(needs, &n, "cpu", "linux.resources.cpu.burst");
         if (res->cpu.idle.set)
-                NEED("cpu", "linux.resources.cpu.idle");
+                need(needs, &n, "cpu", "linux.resources.cpu.idle");
         if (res->pids.limit.set)
-                NEED("pids", "linux.resources.pids.limit");
+                need(needs, &n, "pids", "linux.resources.pids.limit");
         if ((b->weight.set && b->weight.value) || b->n_weight_devices)
-                NEED("io", "linux.resources.blockIO.weight");
+                need(needs, &n, "io", "linux.resources.blockIO.weight");
         if (b->n_throttle_read_bps || b->n_throttle_write_bps || b->n_throttle_read_iops || b->n_throttle_write_iops)
-                NEED("io", "linux.resources.blockIO.throttle");
+                need(needs, &n, "io", "linux.resources.blockIO.throttle");
         if (res->n_hugepage_limits)
-                NEED("hugetlb", "linux.resources.hugepageLimits");
+                need(needs, &n, "hugetlb", "linux.resources.hugepageLimits");
 
         const char *key;
         json_t *v;

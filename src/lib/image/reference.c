@@ -27,7 +27,7 @@ silo_reference *silo_reference_free(silo_reference *r)
 /* path-component: [a-z0-9]+ ((. | _ | __ | -+) [a-z0-9]+)* */
 static bool valid_component(const char *s, size_t n)
 {
-        if (n == 0 || !islower((unsigned char) s[0]) && !isdigit((unsigned char) s[0]))
+        if (n == 0 || (!islower((unsigned char) s[0]) && !isdigit((unsigned char) s[0])))
                 return false;
         for (size_t i = 0; i < n; i++) {
                 unsigned char c = (unsigned char) s[i];
@@ -109,7 +109,7 @@ int silo_reference_parse(const char *s, silo_reference **ret, silo_error *err)
         char *name = buf;
         char *first = strchr(name, '/');
         if (first && (memchr(name, '.', (size_t) (first - name)) || memchr(name, ':', (size_t) (first - name)) ||
-                      (size_t) (first - name) == strlen("localhost") && !strncmp(name, "localhost", 9))) {
+                      ((size_t) (first - name) == strlen("localhost") && !strncmp(name, "localhost", 9)))) {
                 if (!valid_domain(name, (size_t) (first - name)))
                         return silo_error_msg(err, EINVAL, "invalid registry '%.*s' in image reference '%s'",
                                               (int) (first - name), name, s);

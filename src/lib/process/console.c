@@ -44,8 +44,8 @@ int silo_console_proxy(int master, pid_t pid, int pidfd, silo_error *err)
         bool raw = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
         if (raw) {
                 struct termios t = saved;
+                /* Fully raw: the container's pty already did the line discipline. */
                 cfmakeraw(&t);
-                t.c_oflag = saved.c_oflag;      /* keep output post-processing of our own terminal */
                 tcsetattr(STDIN_FILENO, TCSANOW, &t);
                 copy_size(STDIN_FILENO, master);
         }

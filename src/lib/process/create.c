@@ -119,11 +119,14 @@ static int write_id_map(pid_t pid, const char *file, const struct silo_id_mappin
         return r < 0 ? silo_error_prefix(err, "linux.%s", strcmp(file, "uid_map") ? "gidMappings" : "uidMappings") : 0;
 }
 
-static pid_t clone3_into(uint64_t flags, int exit_signal)
+/* cgroup_fd >= 0 (cgroup v2): the child is born in its cgroup, which
+ * skips the migration (and its RCU grace period) of a later move. */
+static pid_t clone3_into(uint64_t flags, int exit_signal, int cgroup_fd)
 {
         struct clone_args args = {
-                .flags = flags,
+                .flags = flags | (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0),
                 .exit_signal = (uint64_t) exit_signal,
+                .cgroup = cgroup_fd >= 0 ? (uint64_t) cgroup_fd : 0,
         };
         return (pid_t) syscall(SYS_clone3, &args, sizeof(args));
 }
@@ -150,14 +153,21 @@ static bool joins_any(const struct create_ctx *c)
 static int spawn_init(struct create_ctx *c, silo_error *err)
 {
         uint64_t flags = new_ns_flags(c->spec);
+        _cleanup_close_ int cgroup_fd = silo_cgroup_clone_fd(c->cg, NULL);
 
         if (!joins_any(c)) {
-                pid_t pid = clone3_into(flags, SIGCHLD);
+                pid_t pid = clone3_into(flags, SIGCHLD, cgroup_fd);
+                if (pid < 0 && cgroup_fd >= 0 && errno != ENOMEM) {
+                        /* Not in this kernel or this cgroup: the moved-later path. */
+                        close(TAKE_FD(cgroup_fd));
+                        pid = clone3_into(flags, SIGCHLD, -1);
+                }
                 if (pid < 0)
                         return silo_error_set(err, errno, "clone container init");
                 if (pid == 0)
                         silo_init_main(c);
                 c->pid = pid;
+                c->born_in_cgroup = cgroup_fd >= 0;
                 return 0;
         }
 
@@ -179,7 +189,7 @@ static int spawn_init(struct create_ctx *c, silo_error *err)
                                 silo_sync_fail(c->sync_child, &e);
                         }
                 }
-                pid_t pid = clone3_into(flags | CLONE_PARENT, 0);
+                pid_t pid = clone3_into(flags | CLONE_PARENT, 0, -1);
                 if (pid < 0) {
                         silo_error_set(&e, errno, "clone container init");
                         silo_sync_fail(c->sync_child, &e);
@@ -314,6 +324,11 @@ static int create_init(struct create_ctx *c, silo_error *err)
                                : snprintf(c->rootfs_abs, sizeof(c->rootfs_abs), "%.2048s/%.2000s", c->bundle_abs, root);
         if (n < 0 || (size_t) n >= sizeof(c->rootfs_abs))
                 return silo_error_msg(err, ENAMETOOLONG, "root.path: path too long");
+        /* The init reopens it by path in its own namespace: make it canonical. */
+        char canonical[PATH_MAX];
+        if (!realpath(c->rootfs_abs, canonical))
+                return silo_error_set(err, errno, "root.path: rootfs %s", c->rootfs_abs);
+        memcpy(c->rootfs_abs, canonical, sizeof(canonical));
         c->rootfs.spec = c->spec;
         c->rootfs.rootfs_path = c->rootfs_abs;
         c->rootfs.no_pivot = c->opts->no_pivot;
@@ -378,9 +393,11 @@ static int create_init(struct create_ctx *c, silo_error *err)
         silo_closep(&c->listen_fd);
         c->sync_child = c->listen_fd = -1;
 
-        r = silo_cgroup_add_pid(c->cg, c->pid, err);
-        if (r < 0)
-                return r;
+        if (!c->born_in_cgroup) {
+                r = silo_cgroup_add_pid(c->cg, c->pid, err);
+                if (r < 0)
+                        return r;
+        }
         if (c->new_userns) {
                 r = write_id_map(c->pid, "uid_map", c->spec->uid_mappings, c->spec->n_uid_mappings, err);
                 if (r < 0)

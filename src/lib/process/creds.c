@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "process/caps.h"
+#include "process/sync.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 
@@ -122,16 +123,28 @@ int silo_find_executable(const struct silo_process *p, char *ret_path, size_t si
         return silo_error_msg(err, ENOENT, "exec: \"%s\": executable file not found in $PATH", arg0);
 }
 
-int silo_process_finalize(const struct silo_process *p, silo_seccomp *seccomp, int *ret_notify_fd, silo_error *err)
+static int load_seccomp(silo_seccomp *seccomp, int notify_sock, silo_error *err)
+{
+        int fd = -1;
+        int r = silo_seccomp_load(seccomp, &fd, err);
+        if (r < 0 || fd < 0)
+                return r;
+        r = silo_sync_send(notify_sock, SILO_SYNC_FD, 0, NULL, 0, fd);
+        close(fd);
+        if (r < 0)
+                return silo_error_set(err, -r, "hand over the seccomp listener fd");
+        return 0;
+}
+
+int silo_process_finalize(const struct silo_process *p, silo_seccomp *seccomp, int notify_sock, silo_error *err)
 {
         int r;
-        *ret_notify_fd = -1;
 
         /* Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
          * the uid change below drops: load it now.  With no_new_privs, load
          * it as the very last step so it constrains only the container. */
         if (seccomp && !p->no_new_privileges) {
-                r = silo_seccomp_load(seccomp, ret_notify_fd, err);
+                r = load_seccomp(seccomp, notify_sock, err);
                 if (r < 0)
                         return r;
         }
@@ -171,7 +184,7 @@ int silo_process_finalize(const struct silo_process *p, silo_seccomp *seccomp, i
                 return silo_error_set(err, errno, "process.noNewPrivileges");
 
         if (seccomp && p->no_new_privileges) {
-                r = silo_seccomp_load(seccomp, ret_notify_fd, err);
+                r = load_seccomp(seccomp, notify_sock, err);
                 if (r < 0)
                         return r;
         }

@@ -19,9 +19,10 @@ int silo_oom_score_adj_apply(const struct silo_process *p, silo_error *err);
 int silo_find_executable(const struct silo_process *p, char *ret_path, size_t size, silo_error *err);
 
 /* Switches to the process's user and capabilities; loads seccomp at the
- * point that keeps it enforceable (see creds.c).  *ret_notify_fd gets the
- * seccomp listener fd if the profile asks for one. */
-int silo_process_finalize(const struct silo_process *p, silo_seccomp *seccomp, int *ret_notify_fd, silo_error *err);
+ * point that keeps it enforceable (see creds.c).  If the profile has a
+ * listener, its fd is sent on notify_sock (SILO_SYNC_FD) right after the
+ * load, before any syscall the profile might itself route to the listener. */
+int silo_process_finalize(const struct silo_process *p, silo_seccomp *seccomp, int notify_sock, silo_error *err);
 
 /* Whether the calling process has cap in its effective set. */
 bool silo_have_cap(int cap);

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <linux/memfd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -24,13 +26,8 @@ static bool is_sealed(int fd)
         return seals >= 0 && (seals & SEALS) == SEALS;
 }
 
-int silo_exe_ensure_sealed(char **argv, char **envp, silo_error *err)
+static int exec_sealed_copy(int self, char **argv, char **envp, silo_error *err)
 {
-        _cleanup_close_ int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-        if (self < 0)
-                return silo_error_set(err, errno, "open /proc/self/exe");
-        if (is_sealed(self))
-                return 0;
 
         struct stat st;
         if (fstat(self, &st) < 0)
@@ -59,4 +56,25 @@ int silo_exe_ensure_sealed(char **argv, char **envp, silo_error *err)
 
         syscall(SYS_execveat, fd, "", argv, envp, AT_EMPTY_PATH);
         return silo_error_set(err, errno, "re-execute sealed runtime binary");
+}
+
+int silo_exe_ensure_protected(char **argv, char **envp, silo_error *err)
+{
+        _cleanup_close_ int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+        if (self < 0)
+                return silo_error_set(err, errno, "open /proc/self/exe");
+        struct statvfs sv;
+        if (is_sealed(self) || (fstatvfs(self, &sv) == 0 && (sv.f_flag & ST_RDONLY)))
+                return 0;
+
+        /* A private read-only bind of just this file, attached nowhere. */
+        _cleanup_close_ int tree = open_tree(self, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+        if (tree >= 0) {
+                struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+                if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof(attr)) == 0) {
+                        syscall(SYS_execveat, tree, "", argv, envp, AT_EMPTY_PATH);
+                        return silo_error_set(err, errno, "re-execute runtime binary from a read-only mount");
+                }
+        }
+        return exec_sealed_copy(self, argv, envp, err);
 }

@@ -115,11 +115,8 @@ __attribute__((noreturn)) static void exec_child(struct exec_ctx *x)
                 silo_sync_fail(sync, &err);
         if (silo_rlimits_apply(&x->process, &err) < 0)
                 silo_sync_fail(sync, &err);
-        int notify_fd = -1;
-        if (silo_process_finalize(&x->process, x->spec->seccomp, &notify_fd, &err) < 0)
+        if (silo_process_finalize(&x->process, x->spec->seccomp, sync, &err) < 0)
                 silo_sync_fail(sync, &err);
-        if (notify_fd >= 0)
-                close(notify_fd);       /* a listener is served for the init's filter only */
         const char *empty[] = { NULL };
         execve(exe, (char *const *) x->process.args, (char *const *) (x->process.env ? x->process.env : empty));
         silo_error_set(&err, errno, "exec %s", exe);
@@ -297,12 +294,27 @@ int silo_container_exec(const struct silo_runtime *rt, const char *id, json_t *p
         if (r < 0)
                 goto out;
 
-        /* EOF on the sync socket means execve succeeded. */
-        r = silo_sync_recv(sync_parent, msg);
-        if (r == 0 && msg->type == SILO_SYNC_ERROR) {
-                r = silo_error_msg(err, msg->value > 0 ? msg->value : EINVAL, "%s", msg->payload);
-                waitpid(pid, NULL, 0);
-                goto out;
+        /* EOF on the sync socket means execve succeeded; before it, a
+         * seccomp listener fd may come for the host-side agent. */
+        for (;;) {
+                r = silo_sync_recv(sync_parent, msg);
+                if (r < 0)
+                        break;
+                if (msg->type == SILO_SYNC_FD && msg->fd >= 0) {
+                        _cleanup_close_ int nfd = msg->fd;
+                        r = silo_forward_notify_fd(spec->json, id, pid, nfd, err);
+                        if (r < 0) {
+                                kill(pid, SIGKILL);
+                                waitpid(pid, NULL, 0);
+                                goto out;
+                        }
+                        continue;
+                }
+                if (msg->type == SILO_SYNC_ERROR) {
+                        r = silo_error_msg(err, msg->value > 0 ? msg->value : EINVAL, "%s", msg->payload);
+                        waitpid(pid, NULL, 0);
+                        goto out;
+                }
         }
         r = 0;
         /* Nothing left to guard: let other commands at the container. */

@@ -191,14 +191,9 @@ void silo_init_main(struct create_ctx *c)
 
         if (silo_rlimits_apply(&spec->process, &err) < 0)
                 silo_sync_fail(conn, &err);
-        int notify_fd = -1;
-        if (silo_process_finalize(&spec->process, spec->seccomp, &notify_fd, &err) < 0)
+        /* A seccomp listener fd goes to `start`, which forwards it to the host-side agent. */
+        if (silo_process_finalize(&spec->process, spec->seccomp, conn, &err) < 0)
                 silo_sync_fail(conn, &err);
-        if (notify_fd >= 0) {
-                /* `start` forwards it to the listener on the host side. */
-                silo_sync_send(conn, SILO_SYNC_FD, 0, NULL, 0, notify_fd);
-                close(notify_fd);
-        }
 
         const char *empty_env[] = { NULL };
         execve(exe, (char *const *) spec->process.args,

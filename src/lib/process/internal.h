@@ -35,6 +35,7 @@ struct create_ctx {
         bool new_userns;
 
         pid_t pid;
+        bool born_in_cgroup;            /* clone3(CLONE_INTO_CGROUP) placed it */
         int pidfd;
 };
 
@@ -53,6 +54,9 @@ char *silo_hook_state_json(const char *id, const char *status, pid_t pid, const 
 
 /* Opens the pidfd of a container process, checking it is still ours. */
 int silo_pidfd_open_checked(pid_t pid, unsigned long long start_time, silo_error *err);
+
+/* Sends a seccomp listener fd to linux.seccomp.listenerPath with the container state. */
+int silo_forward_notify_fd(json_t *config, const char *id, pid_t pid, int fd, silo_error *err);
 
 int silo_write_pid_file(const char *path, pid_t pid, silo_error *err);
 

@@ -83,7 +83,7 @@ int silo_pidfd_wait_exit(int pidfd, int timeout_ms)
         return r > 0 ? 0 : -ETIMEDOUT;
 }
 
-static int forward_notify_fd(json_t *config, const char *id, pid_t pid, int fd, silo_error *err)
+int silo_forward_notify_fd(json_t *config, const char *id, pid_t pid, int fd, silo_error *err)
 {
         const char *listener = json_string_value(json_object_get(
                 json_object_get(json_object_get(config, "linux"), "seccomp"), "listenerPath"));
@@ -133,7 +133,7 @@ int silo_start_connected(int statefd, const char *id, json_t *config, silo_error
                         return silo_error_msg(err, msg->value > 0 ? msg->value : EINVAL, "%s", msg->payload);
                 if (msg->type == SILO_SYNC_FD && msg->fd >= 0) {
                         _cleanup_close_ int fd = msg->fd;
-                        r = forward_notify_fd(config, id, st ? st->pid : 0, fd, err);
+                        r = silo_forward_notify_fd(config, id, st ? st->pid : 0, fd, err);
                         if (r < 0)
                                 return r;
                 }

@@ -207,6 +207,26 @@ int silo_store_begin(silo_store *s, bool exclusive, silo_error *err)
         return r;
 }
 
+int silo_store_try_begin_exclusive(silo_store *s, silo_error *err)
+{
+        int r = 0;
+        pthread_mutex_lock(&s->lock_mutex);
+        if (s->lock_depth > 0) {
+                if (!s->lock_exclusive)
+                        r = silo_error_msg(err, EDEADLK, "store %s: exclusive lock requested while holding a shared one", s->root);
+                else
+                        s->lock_depth++;
+        } else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+                r = errno == EWOULDBLOCK ? silo_error_msg(err, EBUSY, "store %s is busy (other operations are running)", s->root)
+                                         : silo_error_set(err, errno, "lock %s/storage.lock", s->root);
+        } else {
+                s->lock_depth = 1;
+                s->lock_exclusive = true;
+        }
+        pthread_mutex_unlock(&s->lock_mutex);
+        return r;
+}
+
 void silo_store_end(silo_store *s)
 {
         pthread_mutex_lock(&s->lock_mutex);

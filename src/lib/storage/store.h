@@ -41,6 +41,8 @@ int silo_store_dir_fd(const silo_store *s, const char *which);  /* "blobs", "lay
  * exclusive for GC.  Counted, so nested begin/end pairs are fine. */
 int silo_store_begin(silo_store *s, bool exclusive, silo_error *err);
 void silo_store_end(silo_store *s);
+/* Exclusive without waiting: -EBUSY while other operations hold the lock. */
+int silo_store_try_begin_exclusive(silo_store *s, silo_error *err);
 
 /* Exclusive flock on locks/<hex>.lock; close the returned fd to release. */
 int silo_store_lock_digest(silo_store *s, const char *digest, int *ret_fd, silo_error *err);
