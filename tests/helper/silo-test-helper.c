@@ -904,6 +904,24 @@ static int cmd_syscall(int argc, char **argv)
         return 0;
 }
 
+/* What did we manage to open for writing? Identifies the file (the tests compare it with the host
+ * runtime binary) and its memfd seals. Never writes anything. */
+static void kv_writable(const char *prefix, int fd)
+{
+        struct stat st;
+        char k[64];
+        if (fstat(fd, &st) < 0)
+                return;
+        snprintf(k, sizeof(k), "%s_dev_major", prefix);
+        kv_uint(k, major(st.st_dev));
+        snprintf(k, sizeof(k), "%s_dev_minor", prefix);
+        kv_uint(k, minor(st.st_dev));
+        snprintf(k, sizeof(k), "%s_ino", prefix);
+        kv_uint(k, st.st_ino);
+        snprintf(k, sizeof(k), "%s_seals", prefix);
+        kv_int(k, fcntl(fd, F_GET_SEALS));
+}
+
 /* Try to get a writable handle on the executable of this process and every other process we can
  * see, directly or through an O_PATH fd reopened via /proc/self/fd (the CVE-2019-5736 trick). */
 static void try_exe_write_pid(const char *pid)
@@ -917,8 +935,10 @@ static void try_exe_write_pid(const char *pid)
         int e = errno;
         kv_bool("write_ok", fd >= 0);
         kv_str("write_error", fd >= 0 ? "" : errname(e));
-        if (fd >= 0)
+        if (fd >= 0) {
+                kv_writable("write", fd);
                 close(fd);
+        }
         int pfd = open(path, O_PATH | O_CLOEXEC);
         e = errno;
         kv_bool("opath_ok", pfd >= 0);
@@ -929,8 +949,10 @@ static void try_exe_write_pid(const char *pid)
                 e = errno;
                 kv_bool("reopen_write_ok", wfd >= 0);
                 kv_str("reopen_write_error", wfd >= 0 ? "" : errname(e));
-                if (wfd >= 0)
+                if (wfd >= 0) {
+                        kv_writable("reopen", wfd);
                         close(wfd);
+                }
                 close(pfd);
         }
         obj_end();
@@ -964,7 +986,7 @@ static void emit_try_exe_write(void)
 static int cmd_exe_watch(const char *arg)
 {
         double secs = arg ? atof(arg) : 3;
-        struct { int pid; int fd; int write_errno; char exe[256]; } seen[512];
+        struct { int pid; int fd; int write_errno; struct stat wst; char exe[256]; } seen[512];
         int nseen = 0, self = getpid();
         double end = clock_secs(CLOCK_MONOTONIC) + secs;
 
@@ -989,8 +1011,10 @@ static int cmd_exe_watch(const char *arg)
                         seen[nseen].pid = pid;
                         int wfd = open(path, O_WRONLY | O_CLOEXEC);
                         seen[nseen].write_errno = wfd >= 0 ? 0 : errno;
-                        if (wfd >= 0)
+                        if (wfd >= 0) {
+                                fstat(wfd, &seen[nseen].wst);
                                 close(wfd);
+                        }
                         seen[nseen].fd = open(path, O_PATH | O_CLOEXEC);
                         ssize_t n = readlink(path, seen[nseen].exe, sizeof(seen[nseen].exe) - 1);
                         seen[nseen].exe[n > 0 ? n : 0] = '\0';
@@ -1008,6 +1032,11 @@ static int cmd_exe_watch(const char *arg)
                 kv_str("exe", seen[i].exe);
                 kv_bool("write_ok", seen[i].write_errno == 0);
                 kv_str("write_error", errname(seen[i].write_errno));
+                if (seen[i].write_errno == 0) {
+                        kv_uint("write_dev_major", major(seen[i].wst.st_dev));
+                        kv_uint("write_dev_minor", minor(seen[i].wst.st_dev));
+                        kv_uint("write_ino", seen[i].wst.st_ino);
+                }
                 kv_bool("opath_ok", seen[i].fd >= 0);
                 if (seen[i].fd >= 0) {
                         char fdpath[64];
@@ -1016,8 +1045,10 @@ static int cmd_exe_watch(const char *arg)
                         int e = errno;
                         kv_bool("reopen_write_ok", wfd >= 0);
                         kv_str("reopen_write_error", wfd >= 0 ? "" : errname(e));
-                        if (wfd >= 0)
+                        if (wfd >= 0) {
+                                kv_writable("reopen", wfd);
                                 close(wfd);
+                        }
                         close(seen[i].fd);
                 }
                 obj_end();

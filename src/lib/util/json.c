@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,15 @@ static int get_integer(json_t *v, const char *path, long long *ret, silo_error *
         }
         if (json_is_real(v)) {
                 double d = json_real_value(v);
+                /* 2^63 and up (an "unlimited" sentinel read as a real) clamp. */
+                if (d >= 9223372036854775807.0) {
+                        *ret = INT64_MAX;
+                        return 0;
+                }
+                if (d < -9223372036854775807.0) {
+                        *ret = INT64_MIN;
+                        return 0;
+                }
                 if (d == (double) (long long) d) {
                         *ret = (long long) d;
                         return 0;
@@ -209,6 +219,10 @@ int silo_json_load_buffer(const char *buf, size_t len, const char *what, json_t 
 {
         json_error_t jerr;
         json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!j && json_error_code(&jerr) == json_error_numeric_overflow)
+                /* Configs write 18446744073709551615 for "unlimited", beyond
+                 * jansson's int64: read numbers as reals; the decoders clamp. */
+                j = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
         if (!j) {
                 if (len == 0)
                         return silo_error_msg(err, EINVAL, "%s: empty document", what);
