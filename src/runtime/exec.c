@@ -53,19 +53,19 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
                 { "console-socket", required_argument, NULL, O_CONSOLE },
                 { "cwd", required_argument, NULL, 'w' },
                 { "env", required_argument, NULL, 'e' },
-                { "tty", no_argument, NULL, 't' },
+                { "tty", optional_argument, NULL, 't' },
                 { "user", required_argument, NULL, 'u' },
                 { "additional-gids", required_argument, NULL, 'g' },
                 { "process", required_argument, NULL, 'p' },
-                { "detach", no_argument, NULL, 'd' },
+                { "detach", optional_argument, NULL, 'd' },
                 { "pid-file", required_argument, NULL, O_PID_FILE },
                 { "process-label", required_argument, NULL, O_PROCESS_LABEL },
                 { "apparmor", required_argument, NULL, O_APPARMOR },
-                { "no-new-privs", no_argument, NULL, O_NNP },
+                { "no-new-privs", optional_argument, NULL, O_NNP },
                 { "cap", required_argument, NULL, 'c' },
                 { "preserve-fds", required_argument, NULL, O_PRESERVE },
                 { "cgroup", required_argument, NULL, O_CGROUP },
-                { "ignore-paused", no_argument, NULL, O_IGNORE_PAUSED },
+                { "ignore-paused", optional_argument, NULL, O_IGNORE_PAUSED },
                 { "help", no_argument, NULL, 'h' },
                 { NULL },
         };
@@ -75,17 +75,22 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
         _cleanup_json_ json_t *envs = json_array(), *caps = json_array(), *gids = json_array();
         int c;
         while ((c = getopt_long_only(argc, argv, "+w:e:tu:g:p:dc:h", opts, NULL)) != -1) {
+                int b = 1;
+                if ((c == 't' || c == 'd' || c == O_NNP || c == O_IGNORE_PAUSED) &&
+                    (b = cli_bool(cli, c == 't' ? "tty" : c == 'd' ? "detach" : c == O_NNP ? "no-new-privs" : "ignore-paused",
+                                  optarg)) < 0)
+                        return 1;
                 switch (c) {
                 case O_CONSOLE: o.console_socket = optarg; break;
                 case 'w': cwd = optarg; break;
                 case 'e': json_array_append_new(envs, json_string(optarg)); break;
-                case 't': tty = true; break;
+                case 't': tty = b; break;
                 case 'u': user = optarg; break;
                 case 'g': json_array_append_new(gids, json_string(optarg)); break;
                 case 'p': process_file = optarg; break;
-                case 'd': o.detach = true; break;
+                case 'd': o.detach = b; break;
                 case O_PID_FILE: o.pid_file = optarg; break;
-                case O_NNP: nnp = true; break;
+                case O_NNP: nnp = b; break;
                 case 'c': json_array_append_new(caps, json_string(optarg)); break;
                 case O_PRESERVE: {
                         char *end;

@@ -24,7 +24,8 @@ static int print_help(const char *usage)
         return 0;
 }
 
-enum { OPT_BUNDLE = 256, OPT_PID_FILE, OPT_CONSOLE, OPT_NO_PIVOT, OPT_NO_KEYRING, OPT_PRESERVE, OPT_DETACH, OPT_KEEP };
+enum { OPT_BUNDLE = 256, OPT_PID_FILE, OPT_CONSOLE, OPT_NO_PIVOT, OPT_NO_KEYRING, OPT_PRESERVE, OPT_DETACH, OPT_KEEP,
+       OPT_NO_SUBREAPER };
 
 static int parse_create_opts(struct cli *cli, int argc, char **argv, bool allow_detach, struct silo_create_options *o,
                              bool *detach, const char *usage)
@@ -33,24 +34,34 @@ static int parse_create_opts(struct cli *cli, int argc, char **argv, bool allow_
                 { "bundle", required_argument, NULL, 'b' },
                 { "pid-file", required_argument, NULL, OPT_PID_FILE },
                 { "console-socket", required_argument, NULL, OPT_CONSOLE },
-                { "no-pivot", no_argument, NULL, OPT_NO_PIVOT },
-                { "no-new-keyring", no_argument, NULL, OPT_NO_KEYRING },
+                { "no-pivot", optional_argument, NULL, OPT_NO_PIVOT },
+                { "no-new-keyring", optional_argument, NULL, OPT_NO_KEYRING },
                 { "preserve-fds", required_argument, NULL, OPT_PRESERVE },
-                { "detach", no_argument, NULL, 'd' },
-                { "keep", no_argument, NULL, OPT_KEEP },
-                { "no-subreaper", no_argument, NULL, OPT_KEEP },
+                { "detach", optional_argument, NULL, 'd' },
+                { "keep", optional_argument, NULL, OPT_KEEP },
+                { "no-subreaper", optional_argument, NULL, OPT_NO_SUBREAPER },
                 { "help", no_argument, NULL, 'h' },
                 { NULL },
         };
-        int c;
-        while ((c = getopt_long_only(argc, argv, "+b:dh", opts, NULL)) != -1) {
+        int c, idx = -1;
+        while ((c = getopt_long_only(argc, argv, "+b:dh", opts, &idx)) != -1) {
+                int b = 1;
+                if ((c == OPT_NO_PIVOT || c == OPT_NO_KEYRING || c == 'd' || c == OPT_KEEP || c == OPT_NO_SUBREAPER) &&
+                    (b = cli_bool(cli, idx >= 0 ? opts[idx].name : "detach", optarg)) < 0)
+                        return 1;
+                idx = -1;
                 switch (c) {
                 case 'b': o->bundle = optarg; break;
                 case OPT_PID_FILE: o->pid_file = optarg; break;
                 case OPT_CONSOLE: o->console_socket = optarg; break;
-                case OPT_NO_PIVOT: o->no_pivot = true; break;
-                case OPT_NO_KEYRING: o->no_new_keyring = true; break;
-                case OPT_KEEP: break;
+                case OPT_NO_PIVOT: o->no_pivot = b; break;
+                case OPT_NO_KEYRING: o->no_new_keyring = b; break;
+                case OPT_KEEP:
+                        if (!allow_detach)
+                                return cli_usage_error(cli, "%s: unknown option --keep", cli->command);
+                        o->keep = b;
+                        break;
+                case OPT_NO_SUBREAPER: break;  /* we never become a subreaper */
                 case OPT_PRESERVE: {
                         char *end;
                         long n = strtol(optarg, &end, 10);
@@ -62,7 +73,7 @@ static int parse_create_opts(struct cli *cli, int argc, char **argv, bool allow_
                 case 'd':
                         if (!allow_detach)
                                 return cli_usage_error(cli, "%s: unknown option --detach", cli->command);
-                        *detach = true;
+                        *detach = b;
                         break;
                 case 'h': print_help(usage); return -2;
                 default: return cli_usage_error(cli, "usage: silo-runtime %s", usage);
@@ -141,15 +152,19 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 int cmd_delete(struct cli *cli, int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "force", no_argument, NULL, 'f' },
+                { "force", optional_argument, NULL, 'f' },
                 { "help", no_argument, NULL, 'h' },
                 { NULL },
         };
         bool force = false;
         int c;
         while ((c = getopt_long_only(argc, argv, "+fh", opts, NULL)) != -1) {
-                if (c == 'f')
-                        force = true;
+                if (c == 'f') {
+                        int b = cli_bool(cli, "force", optarg);
+                        if (b < 0)
+                                return 1;
+                        force = b;
+                }
                 else if (c == 'h')
                         return print_help("delete [--force] ID");
                 else
@@ -172,15 +187,19 @@ int cmd_delete(struct cli *cli, int argc, char **argv)
 int cmd_kill(struct cli *cli, int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "all", no_argument, NULL, 'a' },
+                { "all", optional_argument, NULL, 'a' },
                 { "help", no_argument, NULL, 'h' },
                 { NULL },
         };
         bool all = false;
         int c;
         while ((c = getopt_long_only(argc, argv, "+ah", opts, NULL)) != -1) {
-                if (c == 'a')
-                        all = true;
+                if (c == 'a') {
+                        int b = cli_bool(cli, "all", optarg);
+                        if (b < 0)
+                                return 1;
+                        all = b;
+                }
                 else if (c == 'h')
                         return print_help("kill [--all] ID [SIGNAL]");
                 else

@@ -84,6 +84,16 @@ void cli_warn(void *userdata, const char *message)
         log_line(cli, "warning", message);
 }
 
+int cli_bool(struct cli *cli, const char *flag, const char *arg)
+{
+        if (!arg || !strcmp(arg, "true") || !strcmp(arg, "1"))
+                return 1;
+        if (!strcmp(arg, "false") || !strcmp(arg, "0"))
+                return 0;
+        cli_usage_error(cli, "--%s: \"%s\" is not a boolean (true or false)", flag, arg);
+        return -1;
+}
+
 int cli_parse_signal(const char *s)
 {
         char *end;
@@ -137,8 +147,8 @@ int main(int argc, char **argv, char **envp)
                 { "root", required_argument, NULL, OPT_ROOT },
                 { "log", required_argument, NULL, OPT_LOG },
                 { "log-format", required_argument, NULL, OPT_LOG_FORMAT },
-                { "debug", no_argument, NULL, OPT_DEBUG },
-                { "systemd-cgroup", no_argument, NULL, OPT_SYSTEMD },
+                { "debug", optional_argument, NULL, OPT_DEBUG },
+                { "systemd-cgroup", optional_argument, NULL, OPT_SYSTEMD },
                 { "rootless", required_argument, NULL, OPT_ROOTLESS },
                 { "criu", required_argument, NULL, OPT_CRIU },
                 { "help", no_argument, NULL, 'h' },
@@ -155,8 +165,17 @@ int main(int argc, char **argv, char **envp)
                                 return cli_usage_error(&cli, "--log-format: unknown format \"%s\" (text or json)", optarg);
                         cli.log_json = !strcmp(optarg, "json");
                         break;
-                case OPT_DEBUG: cli.debug = true; break;
-                case OPT_SYSTEMD: systemd_cgroup = true; break;
+                case OPT_DEBUG:
+                case OPT_SYSTEMD: {
+                        int b = cli_bool(&cli, c == OPT_DEBUG ? "debug" : "systemd-cgroup", optarg);
+                        if (b < 0)
+                                return 1;
+                        if (c == OPT_DEBUG)
+                                cli.debug = b;
+                        else
+                                systemd_cgroup = b;
+                        break;
+                }
                 case OPT_ROOTLESS: case OPT_CRIU: break;
                 case 'h': usage(stdout); return 0;
                 case 'v':

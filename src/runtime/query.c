@@ -53,7 +53,7 @@ int cmd_list(struct cli *cli, int argc, char **argv)
 {
         static const struct option opts[] = {
                 { "format", required_argument, NULL, 'f' },
-                { "quiet", no_argument, NULL, 'q' },
+                { "quiet", optional_argument, NULL, 'q' },
                 { "help", no_argument, NULL, 'h' },
                 { NULL },
         };
@@ -63,7 +63,13 @@ int cmd_list(struct cli *cli, int argc, char **argv)
         while ((c = getopt_long_only(argc, argv, "+f:qh", opts, NULL)) != -1) {
                 switch (c) {
                 case 'f': format = optarg; break;
-                case 'q': quiet = true; break;
+                case 'q': {
+                        int b = cli_bool(cli, "quiet", optarg);
+                        if (b < 0)
+                                return 1;
+                        quiet = b;
+                        break;
+                }
                 case 'h': printf("Usage: silo-runtime list [--format table|json] [--quiet]\n"); return 0;
                 default: return cli_usage_error(cli, "usage: silo-runtime list [--format table|json] [--quiet]");
                 }
@@ -222,7 +228,7 @@ static int parse_duration_ms(const char *s, long *ret)
 int cmd_events(struct cli *cli, int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "stats", no_argument, NULL, 's' },
+                { "stats", optional_argument, NULL, 's' },
                 { "interval", required_argument, NULL, 'i' },
                 { "help", no_argument, NULL, 'h' },
                 { NULL },
@@ -232,7 +238,13 @@ int cmd_events(struct cli *cli, int argc, char **argv)
         int c;
         while ((c = getopt_long_only(argc, argv, "+si:h", opts, NULL)) != -1) {
                 switch (c) {
-                case 's': once = true; break;
+                case 's': {
+                        int b = cli_bool(cli, "stats", optarg);
+                        if (b < 0)
+                                return 1;
+                        once = b;
+                        break;
+                }
                 case 'i':
                         if (parse_duration_ms(optarg, &interval_ms) < 0)
                                 return cli_usage_error(cli, "events: invalid --interval \"%s\" (e.g. 5s, 500ms)", optarg);

@@ -27,6 +27,10 @@ int cli_fail(struct cli *cli, const silo_error *err);
 int cli_usage_error(struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_warn(void *userdata, const char *message);
 
+/* A boolean flag's value: "--flag" or "--flag=true|false|1|0" (as urfave/cli
+ * accepts).  Returns -1 (after reporting) on anything else. */
+int cli_bool(struct cli *cli, const char *flag, const char *arg);
+
 /* Parses a signal as runc does: "KILL", "SIGKILL" or "9". -1 if unknown. */
 int cli_parse_signal(const char *s);
 

@@ -193,6 +193,8 @@ def rt(request, runtime_binary, session_dir, cgroup_parent, rootfs_base):
     # 1. Containers the test left behind are not leaks: the test may have failed half-way.
     #    Remove them the way a user would.
     for cid in sorted(runtime.ids):
+        if cid in ("", ".", "..") or "/" in cid or "\0" in cid:
+            continue
         if os.path.exists(os.path.join(runtime.root, cid)) or runtime.try_state(cid):
             res = runtime.delete(cid, force=True)
             if res.returncode != 0 and runtime.try_state(cid):

@@ -340,7 +340,7 @@ class Runtime:
 
     def run(self, bundle, *extra, cid=None, detach=False, **kw):
         bundle.write()
-        cid = cid or bundle.cid
+        cid = bundle.cid if cid is None else cid
         self.ids.add(cid)
         args = ["run", "--bundle", bundle.path] + list(extra)
         if detach:
@@ -350,7 +350,7 @@ class Runtime:
 
     def create(self, bundle, *extra, cid=None, **kw):
         bundle.write()
-        cid = cid or bundle.cid
+        cid = bundle.cid if cid is None else cid
         self.ids.add(cid)
         return self._detached(["create", "--bundle", bundle.path] + list(extra) + [cid], bundle,
                               **kw)

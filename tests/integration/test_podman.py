@@ -599,3 +599,24 @@ def test_sysctl(podman):
 def test_host_pid_namespace(podman):
     p = podman.run("--rm", "--pid", "host", IMAGE, "readlink", "/proc/self/ns/pid")
     assert p.stdout.strip() == os.readlink("/proc/self/ns/pid")
+
+
+def test_bad_sysctl_fails_cleanly(podman):
+    # podman passes this through; the runtime's write fails and create must
+    # roll back (no container cgroup, no container left behind)
+    name = "badsysctl"
+    try:
+        p = podman.run("--name", name, "--sysctl", "kernel.shmmax=notanumber", IMAGE, "true",
+                       check=False)
+        assert p.returncode == 126, p.stderr
+        assert "kernel.shmmax" in p.stderr or "kernel/shmmax" in p.stderr
+        assert "nvalid argument" in p.stderr
+        cid = podman.inspect(name, "{{.Id}}")
+        assert podman.inspect(name, "{{.State.Status}}") != "running"
+        for d in sc.cgroup_dirs(podman.cgroup_parent):
+            assert not os.path.exists(os.path.join(d, "libpod-" + cid)), d
+    finally:
+        podman("rm", "-f", name, check=False)
+    p = podman.run("--rm", "--sysctl", "net.ipv4.no_such_key=1", IMAGE, "true", check=False)
+    assert p.returncode == 127, p.stderr           # "no such file or directory"
+    assert "no_such_key" in p.stderr

@@ -306,21 +306,17 @@ def test_preserve_fds(rt, bundle):
     path = bundle.file("preserved.txt")
     with open(path, "w") as f:
         f.write("preserved")
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.dup2(fd, 3) if fd != 3 else None
-        bundle.process["env"].append("SILO_HELPER_ALLOW_FDS=3")
-        bundle.args("/bin/sh", "-c", f"{h.HELPER} fds; cat <&3")
-        res = rt.run(bundle, "--preserve-fds", "1", pass_fds=(fd,) if fd == 3 else (3,))
-    finally:
-        os.close(fd)
-        if fd != 3:
-            try:
-                os.close(3)
-            except OSError:
-                pass
-    res.check()
-    lines = res.stdout.splitlines()
+    bundle.process["env"].append("SILO_HELPER_ALLOW_FDS=3")
+    bundle.args("/bin/sh", "-c", f"{h.HELPER} fds; cat <&3")
+    bundle.write()
+    rt.ids.add(bundle.cid)
+    # a shell opens fd 3 for the runtime: never dup2 over fds of this (pytest) process
+    cmd = (f"exec {rt.binary} --root {rt.root} run --preserve-fds 1 --bundle {bundle.path} "
+           f"{bundle.cid} 3<{path}")
+    p = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True,
+                       timeout=h.CMD_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
     fds = {f["fd"]: f["target"] for f in json.loads(lines[0])["fds"]}
     assert fds == {0: fds[0], 1: fds[1], 2: fds[2], 3: path}
     assert lines[1] == "preserved"
@@ -344,7 +340,8 @@ def test_listen_fds_passthrough(rt, bundle):
     try:
         cmd = (f"export LISTEN_PID=$$ LISTEN_FDS=1; exec {rt.binary} --root {rt.root} run "
                f"--bundle {bundle.path} {bundle.cid} 3<&{null}")
-        p = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True,
+        # bash: dash cannot redirect from fds above 9.
+        p = subprocess.run(["/bin/bash", "-c", cmd], capture_output=True, text=True,
                            timeout=h.CMD_TIMEOUT, pass_fds=(null,), stdin=subprocess.DEVNULL)
     finally:
         os.close(null)

@@ -137,7 +137,9 @@ static int make_dirs_at(const struct cgroup_backend *backend, struct cgroup_hier
                 _cleanup_close_ int sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (sub < 0)
                         return silo_error_set(err, errno, "open %s/%s", h->mount, rel);
-                if (made && backend->init_dir) {
+                /* Also for directories that already existed (a cgroup made for
+                 * us beforehand): init_dir fills only what is still empty. */
+                if (backend->init_dir) {
                         int r = backend->init_dir(h, fd, sub, err);
                         if (r < 0)
                                 return silo_error_prefix(err, "initialize %s/%s", h->mount, rel);
@@ -612,4 +614,18 @@ int silo_cgroup_destroy(silo_cgroup *cg, silo_error *err)
                 }
         }
         return ret;
+}
+
+size_t silo_cgroup_n_hierarchies(const silo_cgroup *cg)
+{
+        return cg ? cg->n_hier : 0;
+}
+
+void silo_cgroup_hierarchy(const silo_cgroup *cg, size_t i, const char **ret_mount, const char **ret_controllers,
+                           const char **ret_path)
+{
+        const struct cgroup_hierarchy *h = &cg->hier[i];
+        *ret_mount = h->mount;
+        *ret_controllers = h->controllers ? h->controllers : "";
+        *ret_path = h->path;
 }

@@ -131,6 +131,13 @@ int silo_cgroup_destroy(silo_cgroup *cg, silo_error *err);
 
 silo_cgroup *silo_cgroup_free(silo_cgroup *cg);
 
+/* The hierarchies the container's cgroup lives in (one per v1 mount, or the
+ * v2 tree): mount point, controllers as mounted ("cpu,cpuacct", "name=systemd";
+ * "" on v2), and the container's path below the mount ("/a/b"). */
+size_t silo_cgroup_n_hierarchies(const silo_cgroup *cg);
+void silo_cgroup_hierarchy(const silo_cgroup *cg, size_t i, const char **ret_mount, const char **ret_controllers,
+                           const char **ret_path);
+
 /* What the running kernel offers, for `features`; SILO_CGROUP_NONE if
  * nothing usable is mounted at the root. */
 enum silo_cgroup_version silo_cgroup_host_version(const struct silo_cgroup_options *opts);

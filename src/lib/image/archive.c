@@ -150,7 +150,9 @@ static int store_member(struct load *l, struct archive *a, struct archive_entry 
         if (r < 0)
                 return r;
         uint64_t total = archive_entry_size_is_set(e) ? (uint64_t) archive_entry_size(e) : 0;
-        silo_progress_emit(l->o->reg.progress, SILO_PROGRESS_COPYING, "blob", m->path, 0, total, NULL);
+        /* Only big members (layers) are worth a progress line. */
+        silo_progress *p = total >= (1u << 20) ? l->o->reg.progress : NULL;
+        silo_progress_emit(p, SILO_PROGRESS_COPYING, "blob", m->path, 0, total, NULL);
         uint64_t last = 0;
         for (;;) {
                 const void *buf;
@@ -172,7 +174,7 @@ static int store_member(struct load *l, struct archive *a, struct archive_entry 
                                               (unsigned long long) l->o->reg.unpack.limits.max_bytes);
                 uint64_t done = silo_blob_writer_size(w);
                 if (done - last >= (4u << 20)) {
-                        silo_progress_emit(l->o->reg.progress, SILO_PROGRESS_COPYING, "blob", m->path, done, total, NULL);
+                        silo_progress_emit(p, SILO_PROGRESS_COPYING, "blob", m->path, done, total, NULL);
                         last = done;
                 }
         }
@@ -181,7 +183,7 @@ static int store_member(struct load *l, struct archive *a, struct archive_entry 
                 return r;
         m->size = silo_blob_writer_size(w);
         m->is_file = true;
-        silo_progress_emit(l->o->reg.progress, SILO_PROGRESS_DONE, "blob", m->path, m->size, m->size, NULL);
+        silo_progress_emit(p, SILO_PROGRESS_DONE, "blob", m->path, m->size, m->size, NULL);
         return 0;
 }
 

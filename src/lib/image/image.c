@@ -387,6 +387,17 @@ static int add_names_cb(silo_index *idx, void *userdata, silo_error *err)
                 if (r < 0)
                         return r;
         }
+        /* Another manifest of the same config (say, uncompressed layers from
+         * a docker-archive) that just lost its last name is the same image:
+         * drop it rather than leave a confusing unnamed twin. */
+        for (size_t i = 0; a->names && a->names[0] && i < idx->n; ) {
+                silo_index_entry *o = &idx->entries[i];
+                if (strcmp(o->digest, a->digest) != 0 && !strcmp(o->config, a->config) &&
+                    silo_index_entry_n_names(o) == 0)
+                        silo_index_remove_entry(idx, o);
+                else
+                        i++;
+        }
         return 0;
 }
 
@@ -403,8 +414,7 @@ static int normalise_names(const char *const *names, char ***ret, silo_error *er
                 int ret_code = silo_reference_parse(names[i], &r, err);
                 if (ret_code < 0)
                         return ret_code;
-                if (!r->tag)
-                        return silo_error_msg(err, EINVAL, "'%s': a name needs a tag, not a digest", names[i]);
+                /* "repo:tag", or "repo@digest" for an image pulled by digest */
                 v[i] = silo_reference_name(r);
                 if (!v[i])
                         return silo_error_set(err, ENOMEM, "names");

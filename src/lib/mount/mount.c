@@ -128,59 +128,69 @@ static bool is_type(const struct silo_mount *m, const char *type)
         return m->type && !strcmp(m->type, type);
 }
 
+/* One hierarchy of the container's cgroup at `sub`: in a cgroup namespace a
+ * fresh mount (its root is the namespace's, i.e. the container's cgroup);
+ * otherwise, or where a user namespace may not mount cgroup v1, a bind of
+ * the container's own cgroup directory, as runc does. */
+static int mount_one_hierarchy(struct silo_rootfs *ctx, const struct silo_mount *m, int sub, bool v2, const char *mnt,
+                               const char *controllers, const char *path, silo_error *err)
+{
+        char p[64];
+        unsigned long flags = m->flags | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+        if (ctx->cgroup_ns && (v2 || !ctx->in_userns)) {
+                if (mount(v2 ? "cgroup2" : "cgroup", silo_fd_path(p, sub), v2 ? "cgroup2" : "cgroup", flags,
+                          v2 ? NULL : controllers) == 0)
+                        return 0;
+                if (errno != EPERM)
+                        return silo_error_set(err, errno, "mount cgroup %s on %s", v2 ? "v2" : controllers, m->destination);
+        }
+        char host[PATH_MAX];
+        snprintf(host, sizeof(host), "%s%s", mnt, path);
+        return bind_mount_fd(-1, host, sub, false, flags, false, m->destination, NULL, err);
+}
+
 /* The cgroup filesystem as the container should see it. */
 static int mount_cgroup(struct silo_rootfs *ctx, const struct silo_mount *m, int target, silo_error *err)
 {
         char p[64];
-        struct statfs sfs;
-        unsigned long flags = m->flags & ~MS_RDONLY;
+        size_t n = silo_cgroup_n_hierarchies(ctx->cgroup);
+        if (n == 0)
+                return silo_error_msg(err, ENOENT, "mount %s: the container has no cgroup", m->destination);
 
-        if (statfs("/sys/fs/cgroup", &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC) {
-                if (mount("cgroup2", silo_fd_path(p, target), "cgroup2", m->flags, NULL) == 0)
-                        return 0;
-                if (errno != EPERM || !ctx->in_userns)
-                        return silo_error_set(err, errno, "mount cgroup2 on %s", m->destination);
-                /* Without a cgroup namespace a user namespace may not mount
-                 * cgroup2: show the host's read-only instead. */
-                return bind_mount_fd(-1, "/sys/fs/cgroup", target, true, m->flags | MS_RDONLY, true,
-                                     m->destination, NULL, err);
-        }
+        const char *mnt, *controllers, *path;
+        silo_cgroup_hierarchy(ctx->cgroup, 0, &mnt, &controllers, &path);
+        if (silo_cgroup_version(ctx->cgroup) == SILO_CGROUP_V2)
+                return mount_one_hierarchy(ctx, m, target, true, mnt, controllers, path, err);
 
-        /* cgroup v1: a tmpfs with one mount per hierarchy, like the host. */
-        if (mount("tmpfs", silo_fd_path(p, target), "tmpfs", flags, "mode=755") < 0)
+        /* cgroup v1: a tmpfs holding one mount per hierarchy, like the host. */
+        if (mount("tmpfs", silo_fd_path(p, target), "tmpfs", (m->flags & ~MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "mode=755") < 0)
                 return silo_error_set(err, errno, "mount tmpfs on %s", m->destination);
         _cleanup_close_ int dir = silo_open_in_root(ctx->rootfd, m->destination, O_PATH | O_DIRECTORY, 0, err);
         if (dir < 0)
                 return dir;
-        _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
-        if (!f)
-                return silo_error_set(err, errno, "read /proc/self/mountinfo");
-        _cleanup_free_ char *line = NULL;
-        size_t cap = 0;
-        int count = 0;
-        while (getline(&line, &cap, f) > 0 && count < 64) {
-                /* ... mountpoint ... - cgroup cgroup rw,memory */
-                char *sep = strstr(line, " - cgroup ");
-                if (!sep)
+        for (size_t i = 0; i < n; i++) {
+                silo_cgroup_hierarchy(ctx->cgroup, i, &mnt, &controllers, &path);
+                const char *name = strrchr(mnt, '/');
+                name = name ? name + 1 : mnt;
+                if (!*name || !strcmp(name, ".") || !strcmp(name, ".."))
                         continue;
-                char mnt[4096];
-                if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 || strncmp(mnt, "/sys/fs/cgroup/", 15))
-                        continue;
-                const char *name = mnt + 15;
-                if (!*name || strchr(name, '/'))
-                        continue;
-                count++;
                 if (mkdirat(dir, name, 0755) < 0 && errno != EEXIST)
                         return silo_error_set(err, errno, "mkdir %s/%s", m->destination, name);
                 _cleanup_close_ int sub = openat(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (sub < 0)
                         return silo_error_set(err, errno, "open %s/%s", m->destination, name);
-                /* Bind the host hierarchy: in a cgroup namespace its root is
-                 * the container's own cgroup. */
-                int r = bind_mount_fd(-1, mnt, sub, false, m->flags | MS_NOSUID | MS_NODEV | MS_NOEXEC, false,
-                                      m->destination, NULL, err);
+                int r = mount_one_hierarchy(ctx, m, sub, false, mnt, controllers, path, err);
                 if (r < 0)
                         return r;
+                /* Co-mounted controllers ("cpu,cpuacct") get a link per name. */
+                if (strchr(name, ',')) {
+                        char list[256];
+                        snprintf(list, sizeof(list), "%s", name);
+                        for (char *save = NULL, *c = strtok_r(list, ",", &save); c; c = strtok_r(NULL, ",", &save))
+                                if (symlinkat(name, dir, c) < 0 && errno != EEXIST)
+                                        return silo_error_set(err, errno, "symlink %s/%s", m->destination, c);
+                }
         }
         if (m->flags & MS_RDONLY) {
                 struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
@@ -217,6 +227,26 @@ static int mount_fs(struct silo_rootfs *ctx, const struct silo_mount *m, int tar
                 e = errno;
         }
         return silo_error_set(err, e, "mount %s (type %s) on %s", source, m->type, m->destination);
+}
+
+/* Mounting over parts of procfs can defeat the masks and read-only paths
+ * (or hide /proc/self); only the files lxcfs-style tools replace are allowed,
+ * as in runc. */
+static int check_proc_destination(const struct silo_mount *m, int target, silo_error *err)
+{
+        static const char *const allowed[] = {
+                "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+                NULL,
+        };
+        struct statfs sfs;
+        if (fstatfs(target, &sfs) < 0 || sfs.f_type != PROC_SUPER_MAGIC)
+                return 0;
+        for (size_t i = 0; allowed[i]; i++)
+                if (!strcmp(m->destination, allowed[i]))
+                        return 0;
+        return silo_error_msg(err, EPERM, "mount %s: destination is inside /proc; only %s and the like may be "
+                              "mounted over", m->destination, allowed[0]);
 }
 
 static int mount_one(struct silo_rootfs *ctx, const struct silo_mount *m, silo_error *err)
@@ -261,6 +291,9 @@ static int mount_one(struct silo_rootfs *ctx, const struct silo_mount *m, silo_e
                 target = silo_mkpath_in_root(ctx->rootfd, m->destination, make_file, err);
                 if (target < 0)
                         return silo_error_prefix(err, "mount %s", m->destination);
+                int r = check_proc_destination(m, target, err);
+                if (r < 0)
+                        return r;
         }
 
         int r;
@@ -313,9 +346,13 @@ int silo_rootfs_prepare(struct silo_rootfs *ctx, silo_error *err)
         if (r < 0)
                 return r;
 
-        /* Nothing we mount may propagate back to the host. */
-        unsigned long propagation = spec->rootfs_propagation ? spec->rootfs_propagation : MS_SLAVE | MS_REC;
-        unsigned long base = (propagation & MS_SHARED) ? (MS_SLAVE | MS_REC) : propagation | MS_REC;
+        /* Nothing we mount may propagate back to the host.  "shared" and
+         * "unbindable" for the root are applied after the pivot: before it
+         * they would leak mounts to the host, or forbid binding the rootfs. */
+        unsigned long propagation = spec->rootfs_propagation;
+        unsigned long base = MS_SLAVE | MS_REC;
+        if (propagation & (MS_PRIVATE | MS_SLAVE))
+                base = propagation | MS_REC;
         if (mount(NULL, "/", NULL, base, NULL) < 0)
                 return silo_error_set(err, errno, "make / %s", (base & MS_PRIVATE) ? "private" : "slave");
 
@@ -429,20 +466,24 @@ static int apply_sysctls(struct silo_rootfs *ctx, silo_error *err)
 
         for (size_t i = 0; i < spec->n_sysctl; i++) {
                 const char *key = spec->sysctl[i].key;
-                int r = sysctl_allowed(spec, key, err);
-                if (r < 0)
-                        return r;
-                /* "a.b/c.d" (slash form) and "a.b.c" both name /proc/sys paths. */
-                char path[512];
+                /* Both "net.ipv4.ip_forward" and "net/ipv4/ip_forward" are
+                 * accepted; in the slash form a dot belongs to a name
+                 * ("eth0.100").  Check the dotted form, write the path form. */
+                char path[512], dotted[512];
                 if (snprintf(path, sizeof(path), "%s", key) >= (int) sizeof(path))
                         return silo_error_msg(err, ENAMETOOLONG, "linux.sysctl: \"%s\" is too long", key);
                 bool slash_form = strchr(path, '/') != NULL;
                 for (char *c = path; *c; c++) {
-                        if (*c == '.')
+                        if (!slash_form && *c == '.')
                                 *c = '/';
-                        else if (*c == '/' && slash_form)
-                                *c = '.';
                 }
+                snprintf(dotted, sizeof(dotted), "%s", path);
+                for (char *c = dotted; *c; c++)
+                        if (*c == '/')
+                                *c = '.';
+                int r = sysctl_allowed(spec, dotted, err);
+                if (r < 0)
+                        return r;
                 struct open_how wh = {
                         .flags = O_WRONLY | O_TRUNC | O_CLOEXEC,
                         .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
@@ -534,21 +575,31 @@ int silo_rootfs_pivot(struct silo_rootfs *ctx, silo_error *err)
                         return silo_error_set(err, errno, "chroot");
         } else {
                 /* pivot_root(".", ".") stacks the old root on top of the new
-                 * one; detaching it leaves just the container's tree. */
+                 * one; detaching it leaves just the container's tree.  The old
+                 * root is addressed by fd: our cwd is still the new root, and
+                 * making *that* a slave would undo the container's own
+                 * propagation settings. */
+                _cleanup_close_ int oldroot = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (oldroot < 0)
+                        return silo_error_set(err, errno, "open old root");
                 if (syscall(SYS_pivot_root, ".", ".") < 0)
                         return silo_error_set(err, errno, "pivot_root to %s", ctx->rootfs_path);
+                if (fchdir(oldroot) < 0)
+                        return silo_error_set(err, errno, "chdir to old root");
                 if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
                         return silo_error_set(err, errno, "make old root a slave");
                 if (umount2(".", MNT_DETACH) < 0)
                         return silo_error_set(err, errno, "detach old root");
+                if (fchdir(ctx->rootfd) < 0)
+                        return silo_error_set(err, errno, "chdir to new root");
         }
         if (chdir("/") < 0)
                 return silo_error_set(err, errno, "chdir /");
 
         unsigned long prop = ctx->spec->rootfs_propagation;
-        if (prop & MS_SHARED) {
+        if (prop & (MS_SHARED | MS_UNBINDABLE)) {
                 if (mount(NULL, "/", NULL, prop, NULL) < 0)
-                        return silo_error_set(err, errno, "linux.rootfsPropagation: make / shared");
+                        return silo_error_set(err, errno, "linux.rootfsPropagation: apply to /");
         }
         if (ctx->spec->root_readonly) {
                 struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };

@@ -17,6 +17,8 @@ struct silo_rootfs {
         bool in_userns;                 /* created a user namespace */
         bool no_pivot;
         int console_slave_fd;           /* set if a terminal was made; mounted on /dev/console */
+        const silo_cgroup *cgroup;      /* the container's cgroup, for cgroup mounts */
+        bool cgroup_ns;                 /* the container has its own cgroup namespace */
 };
 
 /* Opens the rootfs dir and the host /dev/null; call before the namespaces

@@ -191,10 +191,6 @@ static int caps_validate(const struct silo_caps *caps, const char *path, silo_er
                 if ((caps->effective & cap_bit(cap)) && !(caps->permitted & cap_bit(cap)))
                         return silo_error_msg(err, EINVAL, "%s.effective: %s is not in the permitted set "
                                               "(effective must be a subset of permitted)", path, cap_label(cap, buf));
-                if ((caps->ambient & cap_bit(cap)) &&
-                    !((caps->permitted & cap_bit(cap)) && (caps->inheritable & cap_bit(cap))))
-                        return silo_error_msg(err, EINVAL, "%s.ambient: %s must also be in the permitted and "
-                                              "inheritable sets to be ambient", path, cap_label(cap, buf));
         }
         return 0;
 }
@@ -291,7 +287,10 @@ int silo_caps_apply(const struct silo_caps *caps, silo_error *err)
 {
         uint64_t valid = cap_mask_upto(silo_cap_last());
         uint64_t effective = caps->effective & valid, permitted = caps->permitted & valid;
-        uint64_t inheritable = caps->inheritable & valid, ambient = caps->ambient & valid;
+        uint64_t inheritable = caps->inheritable & valid;
+        /* The kernel raises an ambient capability only if it is permitted and
+         * inheritable; like runc, others are skipped rather than failing. */
+        uint64_t ambient = caps->ambient & valid & permitted & inheritable;
         char buf[32];
         int r;
 

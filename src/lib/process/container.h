@@ -31,6 +31,7 @@ struct silo_create_options {
         bool no_pivot;                  /* MS_MOVE + chroot instead of pivot_root */
         bool no_new_keyring;            /* accepted: silo never creates session keyrings */
         int preserve_fds;               /* fds 3..3+N-1 pass into the container */
+        bool keep;                      /* run: leave the stopped container for `delete` */
 };
 
 int silo_container_create(const struct silo_runtime *rt, const char *id, const struct silo_create_options *opts,

@@ -248,8 +248,8 @@ static void rollback(struct create_ctx *c)
 }
 
 /* The device rules a container always gets after its own (as runc): the
- * default nodes, mknod of anything (the nodes that exist are what matters),
- * and every node linux.devices creates. */
+ * default nodes, and mknod of anything (the nodes that exist are what
+ * matters).  Nodes from linux.devices need their own resources.devices rule. */
 static int append_default_device_rules(struct silo_spec *spec, silo_error *err)
 {
         static const struct silo_device_rule defaults[] = {
@@ -261,23 +261,40 @@ static int append_default_device_rules(struct silo_spec *spec, silo_error *err)
         struct silo_resources *res = &spec->resources;
         if (!spec->has_resources || !res->n_devices)
                 return 0;       /* no device policy asked for: nothing to open up */
-        size_t n = res->n_devices + ARRAY_SIZE(defaults) + spec->n_devices;
+        size_t n = res->n_devices + ARRAY_SIZE(defaults);
         struct silo_device_rule *rules = reallocarray(res->devices, n, sizeof(*rules));
         if (!rules)
                 return silo_error_set(err, ENOMEM, "device rules");
         res->devices = rules;
         memcpy(rules + res->n_devices, defaults, sizeof(defaults));
-        size_t k = res->n_devices + ARRAY_SIZE(defaults);
-        for (size_t i = 0; i < spec->n_devices; i++) {
-                const struct silo_device *d = &spec->devices[i];
-                if (d->type == 'p')
-                        continue;
-                rules[k++] = (struct silo_device_rule) {
-                        .allow = true, .type = d->type == 'u' ? 'c' : d->type,
-                        .major = d->major, .minor = d->minor, .access = "rwm",
-                };
-        }
-        res->n_devices = k;
+        res->n_devices = n;
+        return 0;
+}
+
+/* systemd socket activation passes through, as with runc: the fds after the
+ * preserved ones, and LISTEN_FDS/LISTEN_PID=1 for the container's init. */
+static int add_socket_activation(struct create_ctx *c, silo_error *err)
+{
+        const char *fds = getenv("LISTEN_FDS"), *pid = getenv("LISTEN_PID");
+        c->preserve_fds = c->opts->preserve_fds;
+        if (!fds || !pid || strtol(pid, NULL, 10) != getpid())
+                return 0;
+        long n = strtol(fds, NULL, 10);
+        if (n <= 0 || n > 4096)
+                return 0;
+        c->preserve_fds += (int) n;
+        struct silo_process *p = &c->spec->process;
+        size_t count = 0;
+        while (p->env && p->env[count])
+                count++;
+        const char **env = reallocarray(p->env, count + 3, sizeof(char *));
+        if (!env)
+                return silo_error_set(err, ENOMEM, "process.env");
+        p->env = env;
+        snprintf(c->listen_fds_env, sizeof(c->listen_fds_env), "LISTEN_FDS=%ld", n);
+        env[count++] = c->listen_fds_env;
+        env[count++] = "LISTEN_PID=1";
+        env[count] = NULL;
         return 0;
 }
 
@@ -286,6 +303,8 @@ static int check_spec(struct create_ctx *c, silo_error *err)
         struct silo_spec *spec = c->spec;
         if (!spec->has_process)
                 return silo_error_msg(err, EINVAL, "process: required to create a container");
+        if (!spec->root_path)
+                return silo_error_msg(err, EINVAL, "root: required to create a container");
         if (!spec->process.args || !spec->process.args[0] || !*spec->process.args[0])
                 return silo_error_msg(err, EINVAL, "process.args: must name at least the program to run");
         if (!spec->ns[SILO_NS_MOUNT].wanted || spec->ns[SILO_NS_MOUNT].path)
@@ -307,6 +326,16 @@ static int create_init(struct create_ctx *c, silo_error *err)
         int r;
         const char *bundle = c->opts->bundle ? c->opts->bundle : ".";
 
+        /* Relative to where we were called, not the bundle we move into. */
+        if (c->opts->pid_file) {
+                char cwd[PATH_MAX];
+                int n = c->opts->pid_file[0] == '/' ? snprintf(c->pid_file, sizeof(c->pid_file), "%s", c->opts->pid_file)
+                        : getcwd(cwd, sizeof(cwd)) ? snprintf(c->pid_file, sizeof(c->pid_file), "%.2048s/%.2000s", cwd, c->opts->pid_file)
+                        : -1;
+                if (n < 0 || (size_t) n >= sizeof(c->pid_file))
+                        return silo_error_msg(err, ENAMETOOLONG, "--pid-file %s: path too long", c->opts->pid_file);
+        }
+
         if (!realpath(bundle, c->bundle_abs))
                 return silo_error_set(err, errno, "bundle %s", bundle);
         c->bundlefd = open(c->bundle_abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -316,6 +345,9 @@ static int create_init(struct create_ctx *c, silo_error *err)
         if (r < 0)
                 return r;
         r = check_spec(c, err);
+        if (r < 0)
+                return r;
+        r = add_socket_activation(c, err);
         if (r < 0)
                 return r;
 
@@ -334,6 +366,7 @@ static int create_init(struct create_ctx *c, silo_error *err)
         c->rootfs.no_pivot = c->opts->no_pivot;
         c->new_userns = c->spec->ns[SILO_NS_USER].wanted && !c->spec->ns[SILO_NS_USER].path;
         c->rootfs.in_userns = c->spec->ns[SILO_NS_USER].wanted;
+        c->rootfs.cgroup_ns = c->spec->ns[SILO_NS_CGROUP].wanted;
         r = silo_rootfs_open(&c->rootfs, c->bundlefd, err);
         if (r < 0)
                 return r;
@@ -365,6 +398,7 @@ static int create_init(struct create_ctx *c, silo_error *err)
         r = silo_cgroup_create(&c->rt->cgroup, c->spec->cgroups_path, c->id, &c->cg, err);
         if (r < 0)
                 return silo_error_prefix(err, "linux.cgroupsPath");
+        c->rootfs.cgroup = c->cg;
         if (c->spec->has_resources) {
                 r = append_default_device_rules(c->spec, err);
                 if (r < 0)
@@ -445,8 +479,8 @@ static int create_init(struct create_ctx *c, silo_error *err)
         r = silo_state_write(c->statefd, &st, err);
         if (r < 0)
                 return r;
-        if (c->opts->pid_file) {
-                r = silo_write_pid_file(c->opts->pid_file, c->pid, err);
+        if (c->pid_file[0]) {
+                r = silo_write_pid_file(c->pid_file, c->pid, err);
                 if (r < 0)
                         return r;
         }
@@ -521,9 +555,13 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
         }
         pid_t pid = c.pid;
         c.pid = 0;      /* from here the state directory tracks it */
-        json_t *config = json_incref(c.spec->json);
-        r = silo_start_connected(c.statefd, id, config, err);
-        json_decref(config);
+        r = silo_start_connected(c.statefd, id, c.spec->json, err);
+        if (r == 0 && c.spec->hooks.n[SILO_HOOK_POSTSTART]) {
+                _cleanup_free_ char *hs = silo_hook_state_json(id, "running", pid, c.bundle_abs, c.spec->annotations);
+                silo_error e = SILO_ERROR_INIT;
+                if (hs && silo_hooks_run(c.spec, SILO_HOOK_POSTSTART, hs, &e) < 0 && rt->warn)
+                        rt->warn(rt->userdata, e.message);
+        }
         silo_closep(&c.statefd);
         c.statefd = -1;
         ctx_release(&c);
@@ -568,5 +606,7 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
         sigprocmask(SIG_SETMASK, &old, NULL);
         silo_closep(&pidfd);
         *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (opts->keep)
+                return 0;
         return silo_container_delete(rt, id, true, err);
 }

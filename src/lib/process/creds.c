@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -188,5 +189,45 @@ int silo_process_finalize(const struct silo_process *p, silo_seccomp *seccomp, i
                 if (r < 0)
                         return r;
         }
+        return 0;
+}
+
+int silo_process_default_home(struct silo_process *p, silo_error *err)
+{
+        if (env_get(p->env, "HOME"))
+                return 0;
+        const char *home = "/";
+        _cleanup_free_ char *passwd = NULL;
+        /* Bounded read of a file inside the (hostile) rootfs; we are chrooted into it. */
+        if (silo_read_file_at(AT_FDCWD, "/etc/passwd", 4u << 20, &passwd, NULL, NULL) == 0) {
+                for (char *save = NULL, *line = strtok_r(passwd, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                        /* name:pw:uid:gid:gecos:home:shell */
+                        char *f[7] = { 0 };
+                        int n = 0;
+                        for (char *c = line; n < 7; n++) {
+                                f[n] = c;
+                                c = strchr(c, ':');
+                                if (!c)
+                                        break;
+                                *c++ = '\0';
+                        }
+                        if (n >= 5 && f[2] && f[5] && *f[5] && strtoul(f[2], NULL, 10) == p->user.uid) {
+                                home = f[5];
+                                break;
+                        }
+                }
+        }
+        size_t count = 0;
+        while (p->env && p->env[count])
+                count++;
+        const char **env = reallocarray(p->env, count + 2, sizeof(char *));
+        if (!env)
+                return silo_error_set(err, ENOMEM, "process.env");
+        p->env = env;
+        char *entry = NULL;
+        if (asprintf(&entry, "HOME=%s", home) < 0)
+                return silo_error_set(err, ENOMEM, "process.env");
+        env[count] = entry;     /* lives until execve */
+        env[count + 1] = NULL;
         return 0;
 }

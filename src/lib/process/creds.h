@@ -24,5 +24,9 @@ int silo_find_executable(const struct silo_process *p, char *ret_path, size_t si
  * load, before any syscall the profile might itself route to the listener. */
 int silo_process_finalize(const struct silo_process *p, silo_seccomp *seccomp, int notify_sock, silo_error *err);
 
+/* Adds HOME from the container's /etc/passwd (or "/") when env has none,
+ * as runc does.  Call inside the container's root. */
+int silo_process_default_home(struct silo_process *p, silo_error *err);
+
 /* Whether the calling process has cap in its effective set. */
 bool silo_have_cap(int cap);

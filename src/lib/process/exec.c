@@ -92,6 +92,8 @@ static int exec_terminal(struct exec_ctx *x, silo_error *err)
         if (sendmsg(x->console_fd, &mh, MSG_NOSIGNAL) < 0)
                 return silo_error_set(err, errno, "send pty master to console socket");
         close(x->console_fd);
+        if (fchown(slave, x->process.user.uid, (gid_t) -1) < 0)
+                return silo_error_set(err, errno, "chown the pty to uid %u", x->process.user.uid);
         if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) < 0)
                 return silo_error_set(err, errno, "make the pty the controlling terminal");
         for (int fd = 0; fd < 3; fd++)
@@ -109,7 +111,13 @@ __attribute__((noreturn)) static void exec_child(struct exec_ctx *x)
         if (x->process.terminal && exec_terminal(x, &err) < 0)
                 silo_sync_fail(sync, &err);
         char exe[PATH_MAX];
-        if (silo_find_executable(&x->process, exe, sizeof(exe), &err) < 0)
+        if (silo_find_executable(&x->process, exe, sizeof(exe), &err) < 0 ||
+            silo_process_default_home(&x->process, &err) < 0)
+                silo_sync_fail(sync, &err);
+        /* The container's OOM score unless the process sets its own. */
+        if (!x->process.oom_score_adj.set)
+                x->process.oom_score_adj = x->spec->process.oom_score_adj;
+        if (silo_oom_score_adj_apply(&x->process, &err) < 0)
                 silo_sync_fail(sync, &err);
         if (x->spec->seccomp && silo_seccomp_prepare(x->spec->seccomp, &err) < 0)
                 silo_sync_fail(sync, &err);

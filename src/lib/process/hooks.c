@@ -127,10 +127,18 @@ static int run_hook(const struct silo_hook *h, const char *name, size_t index, c
 
 int silo_hooks_run(const struct silo_spec *spec, enum silo_hook_kind kind, const char *state_json, silo_error *err)
 {
+        bool keep_going = kind == SILO_HOOK_POSTSTART || kind == SILO_HOOK_POSTSTOP;
+        int first = 0;
         for (size_t i = 0; i < spec->hooks.n[kind]; i++) {
-                int r = run_hook(&spec->hooks.list[kind][i], silo_hook_kind_name(kind), i, state_json, err);
-                if (r < 0)
+                silo_error e = SILO_ERROR_INIT;
+                int r = run_hook(&spec->hooks.list[kind][i], silo_hook_kind_name(kind), i, state_json, &e);
+                if (r < 0 && first == 0) {
+                        first = r;
+                        if (err)
+                                *err = e;
+                }
+                if (r < 0 && !keep_going)
                         return r;
         }
-        return 0;
+        return first;
 }

@@ -94,6 +94,9 @@ static int setup_terminal(struct create_ctx *c, silo_error *err)
                                          &master, &slave, err);
         if (r < 0)
                 return r;
+        /* The terminal belongs to the user who will run on it. */
+        if (fchown(slave, p->user.uid, (gid_t) -1) < 0)
+                return silo_error_set(err, errno, "chown the pty to uid %u", p->user.uid);
         r = send_console(c, master, err);
         if (r < 0)
                 return r;
@@ -122,7 +125,7 @@ void silo_init_main(struct create_ctx *c)
         close(c->statefd);
         close(c->state_rootfd);
         /* Only 0-2, the preserved fds and our own CLOEXEC fds may survive exec. */
-        syscall(SYS_close_range, 3 + c->opts->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
+        syscall(SYS_close_range, 3 + c->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
 
         struct silo_sync_msg *msg = malloc(sizeof(*msg));
         if (!msg)
@@ -154,6 +157,11 @@ void silo_init_main(struct create_ctx *c)
 
         if (silo_rootfs_prepare(&c->rootfs, &err) < 0)
                 silo_sync_fail(sync, &err);
+        /* A missing working directory is created, as runc does. */
+        int cwd_fd = silo_mkpath_in_root(c->rootfs.rootfd, spec->process.cwd, false, &err);
+        if (cwd_fd < 0)
+                silo_sync_fail(sync, &err);
+        close(cwd_fd);
 
         if (spec->process.terminal && setup_terminal(c, &err) < 0)
                 silo_sync_fail(sync, &err);
@@ -167,7 +175,8 @@ void silo_init_main(struct create_ctx *c)
         silo_rootfs_done(&c->rootfs);
 
         char exe[PATH_MAX];
-        if (silo_find_executable(&spec->process, exe, sizeof(exe), &err) < 0)
+        if (silo_find_executable(&spec->process, exe, sizeof(exe), &err) < 0 ||
+            silo_process_default_home(&spec->process, &err) < 0)
                 silo_sync_fail(sync, &err);
         if (spec->seccomp && silo_seccomp_prepare(spec->seccomp, &err) < 0)
                 silo_sync_fail(sync, &err);

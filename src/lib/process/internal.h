@@ -16,6 +16,9 @@ struct create_ctx {
         const char *id;
         const struct silo_create_options *opts;
         struct silo_spec *spec;
+        int preserve_fds;               /* --preserve-fds plus socket-activation fds */
+        char pid_file[PATH_MAX];        /* absolute: create changes directory */
+        char listen_fds_env[32];        /* "LISTEN_FDS=n" in the process env */
 
         int bundlefd;
         char bundle_abs[PATH_MAX];

@@ -235,7 +235,7 @@ void silo_store_end(silo_store *s)
         pthread_mutex_unlock(&s->lock_mutex);
 }
 
-int silo_store_lock_digest(silo_store *s, const char *digest, int *ret_fd, silo_error *err)
+static int lock_digest(silo_store *s, const char *digest, bool wait, int *ret_fd, silo_error *err)
 {
         int r = silo_digest_check(digest, "lock", err);
         if (r < 0)
@@ -245,11 +245,24 @@ int silo_store_lock_digest(silo_store *s, const char *digest, int *ret_fd, silo_
         _cleanup_close_ int fd = openat(s->locks_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return silo_error_set(err, errno, "open lock for %s", digest);
-        while (flock(fd, LOCK_EX) < 0)
+        while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+                if (errno == EWOULDBLOCK)
+                        return -EAGAIN;
                 if (errno != EINTR)
                         return silo_error_set(err, errno, "lock %s", digest);
+        }
         *ret_fd = TAKE_FD(fd);
         return 0;
+}
+
+int silo_store_lock_digest(silo_store *s, const char *digest, int *ret_fd, silo_error *err)
+{
+        return lock_digest(s, digest, true, ret_fd, err);
+}
+
+int silo_store_trylock_digest(silo_store *s, const char *digest, int *ret_fd, silo_error *err)
+{
+        return lock_digest(s, digest, false, ret_fd, err);
 }
 
 /* ---- blobs ---- */

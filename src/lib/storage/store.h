@@ -46,6 +46,8 @@ int silo_store_try_begin_exclusive(silo_store *s, silo_error *err);
 
 /* Exclusive flock on locks/<hex>.lock; close the returned fd to release. */
 int silo_store_lock_digest(silo_store *s, const char *digest, int *ret_fd, silo_error *err);
+/* Same without waiting: -EAGAIN while another process or thread holds it. */
+int silo_store_trylock_digest(silo_store *s, const char *digest, int *ret_fd, silo_error *err);
 
 /* Random hex name component for temp objects. */
 void silo_random_hex(char *buf, size_t nbytes_hex);

@@ -155,64 +155,122 @@ int silo_open_in_root(int rootfd, const char *path, int flags, unsigned long lon
         return (int) fd;
 }
 
+/* Appends "/name" to a resolved in-root path. */
+static int path_push(char *resolved, size_t size, const char *name, size_t len)
+{
+        size_t cur = strlen(resolved);
+        if (cur + 1 + len + 1 > size)
+                return -ENAMETOOLONG;
+        resolved[cur] = '/';
+        memcpy(resolved + cur + 1, name, len);
+        resolved[cur + 1 + len] = '\0';
+        return 0;
+}
+
+static void path_pop(char *resolved)
+{
+        char *slash = strrchr(resolved, '/');
+        if (slash)
+                *slash = '\0';
+}
+
+#define MKPATH_MAX_SYMLINKS 40
+
 int silo_mkpath_in_root(int rootfd, const char *path, bool make_file, silo_error *err)
 {
-        /* Walk one component at a time; each step is resolved with
-         * RESOLVE_IN_ROOT from the root, so a symlink planted anywhere in the
-         * chain resolves inside the root too. */
-        char buf[PATH_MAX];
-        if (strlen(path) >= sizeof(buf))
-                return silo_error_msg(err, ENAMETOOLONG, "%s: path too long", path);
-        strcpy(buf, path);
-
-        size_t len = strlen(buf);
-        while (len > 1 && buf[len - 1] == '/')
-                buf[--len] = '\0';
-
         /* Fast path: it exists already. */
-        long fd = do_openat2(rootfd, buf, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+        long fd = do_openat2(rootfd, path, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
         if (fd >= 0)
                 return (int) fd;
         if (errno != ENOENT)
                 return silo_error_set(err, errno, "open %s in container root", path);
 
-        for (char *p = buf; ; p++) {
-                if (p != buf && (*p == '/' || *p == '\0')) {
-                        char saved = *p;
-                        bool last = saved == '\0';
-                        *p = '\0';
-                        /* Split into parent and name; create the name under the parent fd. */
-                        char *slash = strrchr(buf, '/');
-                        const char *name = slash ? slash + 1 : buf;
-                        if (*name) {
-                                _cleanup_close_ int parent = -1;
-                                if (slash && slash != buf) {
-                                        *slash = '\0';
-                                        parent = (int) do_openat2(rootfd, buf, O_PATH | O_DIRECTORY,
-                                                                  RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
-                                        *slash = '/';
-                                } else {
-                                        parent = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
-                                }
-                                if (parent < 0)
-                                        return silo_error_set(err, errno, "open parent of %s in container root", buf);
-                                if (last && make_file) {
-                                        int f = openat(parent, name, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
-                                        if (f < 0 && errno != EEXIST && errno != ELOOP && errno != EISDIR)
-                                                return silo_error_set(err, errno, "create %s in container root", buf);
-                                        if (f >= 0)
-                                                close(f);
-                                } else if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) {
-                                        return silo_error_set(err, errno, "mkdir %s in container root", buf);
-                                }
-                        }
-                        *p = saved;
-                        if (last)
-                                break;
+        /* Walk component by component, keeping `resolved` free of symlinks:
+         * a symlink in the rootfs is read and spliced into what is left to
+         * walk (an absolute one restarts at the root), so creation happens
+         * where the link points *inside* the root, never outside.  Each
+         * lookup uses RESOLVE_NO_SYMLINKS, so a link swapped in behind our
+         * back fails instead of being followed. */
+        char resolved[PATH_MAX] = "";
+        char todo[PATH_MAX];
+        if (snprintf(todo, sizeof(todo), "%s", path) >= (int) sizeof(todo))
+                return silo_error_msg(err, ENAMETOOLONG, "%s: path too long", path);
+        int links = 0;
+        char *rest = todo;
+
+        while (*rest) {
+                while (*rest == '/')
+                        rest++;
+                if (!*rest)
+                        break;
+                char *end = strchrnul(rest, '/');
+                size_t len = (size_t) (end - rest);
+                bool last = *end == '\0';
+                const char *name = rest;
+                rest = *end ? end + 1 : end;
+
+                if (len == 1 && name[0] == '.')
+                        continue;
+                if (len == 2 && name[0] == '.' && name[1] == '.') {
+                        path_pop(resolved);     /* never above the root */
+                        continue;
                 }
+                size_t before = strlen(resolved);
+                if (path_push(resolved, sizeof(resolved), name, len) < 0)
+                        return silo_error_msg(err, ENAMETOOLONG, "%s: path too long", path);
+
+                _cleanup_close_ int cur = (int) do_openat2(rootfd, resolved, O_PATH | O_NOFOLLOW,
+                                                           RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS);
+                if (cur < 0 && errno == ENOENT) {
+                        resolved[before] = '\0';
+                        _cleanup_close_ int parent = (int) do_openat2(rootfd, *resolved ? resolved : "/", O_PATH | O_DIRECTORY,
+                                                                      RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS);
+                        if (parent < 0)
+                                return silo_error_set(err, errno, "open %s in container root", *resolved ? resolved : "/");
+                        char leaf[NAME_MAX + 1];
+                        if (len > NAME_MAX)
+                                return silo_error_msg(err, ENAMETOOLONG, "%s: name too long", path);
+                        memcpy(leaf, name, len);
+                        leaf[len] = '\0';
+                        if (last && make_file) {
+                                int f = openat(parent, leaf, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+                                if (f < 0 && errno != EEXIST)
+                                        return silo_error_set(err, errno, "create %s in container root", path);
+                                if (f >= 0)
+                                        close(f);
+                        } else if (mkdirat(parent, leaf, 0755) < 0 && errno != EEXIST) {
+                                return silo_error_set(err, errno, "mkdir %s in container root", path);
+                        }
+                        path_push(resolved, sizeof(resolved), name, len);
+                        cur = (int) do_openat2(rootfd, resolved, O_PATH | O_NOFOLLOW, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS);
+                }
+                if (cur < 0)
+                        return silo_error_set(err, errno, "open %s in container root", path);
+
+                struct stat st;
+                if (fstat(cur, &st) < 0)
+                        return silo_error_set(err, errno, "stat %s in container root", path);
+                if (!S_ISLNK(st.st_mode))
+                        continue;
+
+                if (++links > MKPATH_MAX_SYMLINKS)
+                        return silo_error_msg(err, ELOOP, "%s: too many symlinks in container root", path);
+                char target[PATH_MAX];
+                ssize_t n = readlinkat(cur, "", target, sizeof(target) - 1);
+                if (n < 0)
+                        return silo_error_set(err, errno, "readlink %s in container root", resolved);
+                target[n] = '\0';
+                resolved[before] = '\0';
+                if (target[0] == '/')
+                        resolved[0] = '\0';
+                char next[PATH_MAX];
+                if (snprintf(next, sizeof(next), "%s/%s", target, rest) >= (int) sizeof(next))
+                        return silo_error_msg(err, ENAMETOOLONG, "%s: path too long", path);
+                memcpy(todo, next, sizeof(next));
+                rest = todo;
         }
 
-        fd = do_openat2(rootfd, buf, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+        fd = do_openat2(rootfd, *resolved ? resolved : "/", O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS);
         if (fd < 0)
                 return silo_error_set(err, errno, "open %s in container root", path);
         return (int) fd;

@@ -1,0 +1,213 @@
+/* silo: command line front end (no daemon yet: verbs call libsilo directly). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "image/unpack.h"
+#include "silo-config.h"
+
+static const cli_command *const tables[] = {
+        cli_image_commands,
+        cli_registry_commands,
+        cli_rootfs_commands,
+};
+
+int cli_fail(const silo_error *err)
+{
+        fprintf(stderr, "silo: %s\n", err && err->message[0] ? err->message : "unknown error");
+        return 1;
+}
+
+int cli_failf(const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("silo: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+        return 1;
+}
+
+int cli_usage(const char *command)
+{
+        for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+                for (const cli_command *c = tables[t]; c->name; c++)
+                        if (!strcmp(c->name, command)) {
+                                fprintf(stderr, "usage: silo %s %s\n", c->name, c->usage);
+                                return CLI_EXIT_USAGE;
+                        }
+        fprintf(stderr, "usage: silo %s\n", command);
+        return CLI_EXIT_USAGE;
+}
+
+int cli_store(cli_ctx *ctx, silo_store **ret)
+{
+        if (!ctx->store) {
+                silo_error err = SILO_ERROR_INIT;
+                if (silo_store_open(ctx->root, &ctx->store, &err) < 0) {
+                        cli_fail(&err);
+                        return -err.code;
+                }
+        }
+        *ret = ctx->store;
+        return 0;
+}
+
+static uint64_t env_u64(const char *name, uint64_t def)
+{
+        const char *v = getenv(name);
+        if (!v || !*v)
+                return def;
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || *end || end == v) {
+                fprintf(stderr, "silo: ignoring invalid %s=%s\n", name, v);
+                return def;
+        }
+        return x;
+}
+
+void cli_register_options(cli_ctx *ctx, silo_register_options *o)
+{
+        (void) ctx;
+        silo_register_options_init(o);
+        silo_unpack_options *u = &o->unpack;
+        u->limits.max_bytes = env_u64("SILO_UNPACK_MAX_BYTES", u->limits.max_bytes);
+        u->limits.max_ratio = (uint32_t) env_u64("SILO_UNPACK_MAX_RATIO", u->limits.max_ratio);
+        u->limits.ratio_floor = env_u64("SILO_UNPACK_RATIO_FLOOR", u->limits.ratio_floor);
+        u->max_entries = env_u64("SILO_UNPACK_MAX_ENTRIES", u->max_entries);
+        u->max_depth = (unsigned) env_u64("SILO_UNPACK_MAX_DEPTH", u->max_depth);
+        o->jobs = (unsigned) env_u64("SILO_JOBS", o->jobs);
+}
+
+const char *cli_format_size(char buf[32], uint64_t bytes)
+{
+        static const char *const units[] = { "B", "kB", "MB", "GB", "TB" };
+        double v = (double) bytes;
+        size_t u = 0;
+        while (v >= 1000 && u + 1 < sizeof(units) / sizeof(units[0])) {
+                v /= 1000;
+                u++;
+        }
+        if (u == 0)
+                snprintf(buf, 32, "%lluB", (unsigned long long) bytes);
+        else
+                snprintf(buf, 32, "%.3g%s", v, units[u]);
+        return buf;
+}
+
+const char *cli_format_ago(char buf[64], const char *rfc3339)
+{
+        struct tm tm = {};
+        if (!rfc3339 || !strptime(rfc3339, "%Y-%m-%dT%H:%M:%S", &tm)) {
+                snprintf(buf, 64, "N/A");
+                return buf;
+        }
+        time_t then = timegm(&tm);
+        long long d = (long long) (time(NULL) - then);
+        if (d < 0)
+                d = 0;
+        if (d < 60)
+                snprintf(buf, 64, "%lld seconds ago", d);
+        else if (d < 3600)
+                snprintf(buf, 64, "%lld minutes ago", d / 60);
+        else if (d < 86400 * 2)
+                snprintf(buf, 64, "%lld hours ago", d / 3600);
+        else if (d < 86400 * 60)
+                snprintf(buf, 64, "%lld days ago", d / 86400);
+        else if (d < 86400 * 730)
+                snprintf(buf, 64, "%lld months ago", d / (86400 * 30));
+        else
+                snprintf(buf, 64, "%lld years ago", d / (86400 * 365));
+        return buf;
+}
+
+static void help(FILE *f)
+{
+        fprintf(f, "usage: silo [--root DIR] [--quiet] COMMAND [ARGS...]\n\n"
+                   "Global options:\n"
+                   "  --root DIR    store location (default $SILO_ROOT or " SILO_DEFAULT_ROOT ")\n"
+                   "  --quiet       print results only, no progress\n\n"
+                   "Commands:\n");
+        for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+                for (const cli_command *c = tables[t]; c->name; c++)
+                        if (c->summary)
+                                fprintf(f, "  %-16s %s\n", c->name, c->summary);
+}
+
+/* The longest command name matching the leading words of argv. */
+static const cli_command *find_command(int argc, char **argv, int *ret_words)
+{
+        const cli_command *best = NULL;
+        int best_words = 0;
+        for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+                for (const cli_command *c = tables[t]; c->name; c++) {
+                        char buf[64];
+                        snprintf(buf, sizeof(buf), "%s", c->name);
+                        int words = 0;
+                        bool match = true;
+                        for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+                                if (words >= argc || strcmp(argv[words], w) != 0) {
+                                        match = false;
+                                        break;
+                                }
+                                words++;
+                        }
+                        if (match && words > best_words) {
+                                best = c;
+                                best_words = words;
+                        }
+                }
+        *ret_words = best_words;
+        return best;
+}
+
+int main(int argc, char **argv)
+{
+        cli_ctx ctx = {};
+        int i = 1;
+        for (; i < argc && argv[i][0] == '-'; i++) {
+                if (!strcmp(argv[i], "--root") && i + 1 < argc)
+                        ctx.root = argv[++i];
+                else if (!strncmp(argv[i], "--root=", 7))
+                        ctx.root = argv[i] + 7;
+                else if (!strcmp(argv[i], "--quiet"))
+                        ctx.quiet = true;
+                else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+                        help(stdout);
+                        return 0;
+                } else if (!strcmp(argv[i], "--version")) {
+                        printf("silo %s\n", SILO_VERSION);
+                        return 0;
+                } else {
+                        fprintf(stderr, "silo: unknown option '%s'\n", argv[i]);
+                        help(stderr);
+                        return CLI_EXIT_USAGE;
+                }
+        }
+        if (i >= argc) {
+                help(stderr);
+                return CLI_EXIT_USAGE;
+        }
+
+        int words;
+        const cli_command *c = find_command(argc - i, argv + i, &words);
+        if (!c) {
+                fprintf(stderr, "silo: unknown command '%s'\n", argv[i]);
+                help(stderr);
+                return CLI_EXIT_USAGE;
+        }
+        /* The verb sees argv[0] = its own name, like a separate program. */
+        int vargc = argc - i - words + 1;
+        char **vargv = argv + i + words - 1;
+        vargv[0] = (char *) c->name;
+        int r = c->run(&ctx, vargc, vargv);
+        silo_store_free(ctx.store);
+        return r;
+}
