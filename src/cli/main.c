@@ -177,7 +177,7 @@ int main(int argc, char **argv)
                         ctx.root = argv[++i];
                 else if (!strncmp(argv[i], "--root=", 7))
                         ctx.root = argv[i] + 7;
-                else if (!strcmp(argv[i], "--quiet"))
+                else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
                         ctx.quiet = true;
                 else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
                         help(stdout);

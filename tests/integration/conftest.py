@@ -230,7 +230,18 @@ def rt(request, runtime_binary, session_dir, cgroup_parent, rootfs_base):
         for d in h.cgroup_subdirs(parent):
             h.remove_cgroup_tree(d)
 
-    # 5. State directory entries (hidden files such as lock files are allowed).
+    # 5. fds the helper found leaked into a container (its own check, run at every start), in
+    #    captured output or in the stdio files of detached containers.
+    leaks = list(runtime.fd_leaks)
+    for b in runtime.bundles:
+        for name in sorted(os.listdir(b.path)) if os.path.isdir(b.path) else []:
+            if name.endswith((".out", ".err")):
+                with open(os.path.join(b.path, name), errors="replace") as f:
+                    leaks += [l.strip() for l in f if "LEAKED-FD" in l]
+    for l in dict.fromkeys(leaks):
+        problems.append(f"fd leaked into a container: {l}")
+
+    # 6. State directory entries (hidden files such as lock files are allowed).
     if os.path.isdir(runtime.root):
         for entry in os.listdir(runtime.root):
             if not entry.startswith("."):

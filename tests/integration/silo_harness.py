@@ -132,7 +132,12 @@ def default_config(cgroups_path):
 
 
 def parse_json_output(text):
-    """The last line of text that parses as JSON (helpers print exactly one line)."""
+    """The whole text if it is JSON (pretty-printed or not), else the last line that parses as
+    JSON (the helper prints exactly one line, possibly after other output)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
     for line in reversed(text.strip().splitlines()):
         line = line.strip()
         if line.startswith(("{", "[")) or line == "null":
@@ -271,6 +276,7 @@ class Runtime:
         self.ids = set()
         self.bundles = []
         self.log = log if log is not None else []
+        self.fd_leaks = []  # LEAKED-FD reports of the helper seen in any output
         self._n = 0
 
     # ---- generic invocation ----
@@ -305,7 +311,13 @@ class Runtime:
         self.log.append(line)
         if not to_files:
             print(line)
+            self._note_fd_leaks(res.stdout + res.stderr)
         return res
+
+    def _note_fd_leaks(self, text):
+        for l in text.splitlines():
+            if "LEAKED-FD" in l:
+                self.fd_leaks.append(l.strip())
 
     def popen(self, *args, global_args=(), **kw):
         """Start the runtime without waiting (caller must wait with a timeout)."""

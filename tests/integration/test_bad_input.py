@@ -355,3 +355,85 @@ def test_process_json_bad_input(rt, bundle):
     assert rt.state(bundle.cid)["status"] == "running"
     assert len(rt.cmd("ps", "-f", "json", bundle.cid).json) == 1
     rt.delete(bundle.cid, force=True).check()
+
+
+# ---- accepted input: what must NOT be an error ----
+
+def test_null_optional_fields_accepted(rt, bundle):
+    """Go-generated configs (containerd, podman) may carry nulls for absent fields."""
+    c = bundle.config
+    c["hooks"] = None
+    c["annotations"] = None
+    c["process"]["rlimits"] = None
+    c["process"]["capabilities"]["inheritable"] = None
+    c["linux"]["seccomp"] = None
+    c["linux"]["sysctl"] = None
+    c["linux"]["devices"] = None
+    c["linux"]["uidMappings"] = None
+    c["mounts"][0]["options"] = None
+    info = rt.run_helper(bundle, "info")
+    assert info["proc"]["pid"] == 1
+
+
+def test_unknown_keys_ignored_everywhere(rt, bundle):
+    c = bundle.config
+    c["x-unknown"] = {"nested": [1, 2, {"deep": None}]}
+    c["process"]["x-unknown"] = 1
+    c["process"]["user"]["x-unknown"] = "s"
+    c["root"]["x-unknown"] = True
+    c["mounts"][0]["x-unknown"] = []
+    c["linux"]["x-unknown"] = {}
+    c["linux"]["resources"]["x-unknown"] = 3.5
+    c["linux"]["namespaces"][0]["x-unknown"] = "y"
+    info = rt.run_helper(bundle, "info")
+    assert info["proc"]["pid"] == 1
+
+
+def test_moderately_nested_unknown_key_accepted(rt, bundle):
+    c = bundle.config
+    nested = []
+    for _ in range(64):
+        nested = [nested]
+    c["x-nested"] = nested
+    rt.run_helper(bundle, "cwd")
+
+
+def test_absurdly_nested_json_fails_cleanly(rt, bundle):
+    depth = 200000
+    text = json.dumps(bundle.config)
+    bundle.set_raw(text[:-1] + ', "x-deep": ' + "[" * depth + "]" * depth + "}")
+    res = create(rt, bundle)
+    assert res.returncode in range(0, 126), f"runtime crashed: {res.returncode}"
+    if res.returncode == 0:
+        rt.delete(bundle.cid, force=True).check()
+    else:
+        assert res.stderr.strip()
+        assert rt.try_state(bundle.cid) is None
+
+
+@pytest.mark.parametrize("field,value", [("uid", 2 ** 32), ("gid", 2 ** 32 + 5),
+                                         ("uid", 2 ** 64)])
+def test_id_out_of_range(rt, bundle, field, value):
+    bundle.process["user"][field] = value
+    assert_clean_failure(rt, bundle, create(rt, bundle), field)
+
+
+def test_pid_file_in_missing_directory(rt, bundle):
+    """A failure after the container exists must tear it down again."""
+    bundle.args("sleep", "60")
+    res = rt.create(bundle, "--pid-file", os.path.join(rt.test_dir, "no", "such", "pid"))
+    assert res.returncode != 0
+    assert "pid" in res.stderr.lower()
+    assert rt.try_state(bundle.cid) is None
+
+
+def test_console_socket_is_regular_file(rt, bundle):
+    path = bundle.file("not-a-socket")
+    with open(path, "w") as f:
+        f.write("x")
+    bundle.process["terminal"] = True
+    bundle.args("sleep", "60")
+    res = rt.create(bundle, "--console-socket", path)
+    assert res.returncode != 0
+    assert "not-a-socket" in res.stderr or "socket" in res.stderr.lower()
+    assert rt.try_state(bundle.cid) is None

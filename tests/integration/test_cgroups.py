@@ -12,7 +12,7 @@ import silo_harness as h
 
 V1 = os.path.isdir("/sys/fs/cgroup/memory") and os.path.exists(
     "/sys/fs/cgroup/memory/memory.limit_in_bytes")
-pytestmark = pytest.mark.skipif(not V1, reason="these checks read cgroup v1 files")
+v1 = pytest.mark.skipif(not V1, reason="reads cgroup v1 files")
 
 MiB = 1024 * 1024
 
@@ -27,6 +27,7 @@ def start_sleeping(rt, bundle):
     return rt.state(bundle.cid)["pid"]
 
 
+@v1
 def test_container_processes_in_every_controller(rt, bundle):
     bundle.args("/bin/sh", "-c", f"{h.HELPER} sleep 60 & exec {h.HELPER} sleep 60")
     rt.run(bundle, detach=True).check()
@@ -38,6 +39,7 @@ def test_container_processes_in_every_controller(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_memory_limits(rt, bundle):
     bundle.linux["resources"]["memory"] = {"limit": 64 * MiB, "reservation": 32 * MiB,
                                            "swap": 128 * MiB, "swappiness": 10}
@@ -50,6 +52,7 @@ def test_memory_limits(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_memory_disable_oom_killer(rt, bundle):
     bundle.linux["resources"]["memory"] = {"limit": 64 * MiB, "disableOOMKiller": True}
     start_sleeping(rt, bundle)
@@ -57,6 +60,7 @@ def test_memory_disable_oom_killer(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_memory_unlimited(rt, bundle):
     bundle.linux["resources"]["memory"] = {"limit": -1}
     start_sleeping(rt, bundle)
@@ -64,6 +68,7 @@ def test_memory_unlimited(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_memory_limit_enforced(rt, bundle):
     bundle.linux["resources"]["memory"] = {"limit": 16 * MiB, "swap": 16 * MiB}
     # dd with a 64 MiB block size needs a 64 MiB buffer
@@ -74,6 +79,7 @@ def test_memory_limit_enforced(rt, bundle):
     assert "rc=137" in res.stdout  # dd was OOM-killed
 
 
+@v1
 def test_cpu_limits(rt, bundle):
     bundle.linux["resources"]["cpu"] = {"shares": 512, "quota": 50000, "period": 100000,
                                         "cpus": "0", "mems": "0"}
@@ -86,6 +92,7 @@ def test_cpu_limits(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_cpuset_visible_inside(rt, bundle):
     bundle.linux["resources"]["cpu"] = {"cpus": "1"}
     bundle.args("/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status")
@@ -94,6 +101,7 @@ def test_cpuset_visible_inside(rt, bundle):
     assert res.stdout.split() == ["Cpus_allowed_list:", "1"]
 
 
+@v1
 def test_pids_limit(rt, bundle):
     bundle.linux["resources"]["pids"] = {"limit": 42}
     start_sleeping(rt, bundle)
@@ -101,6 +109,7 @@ def test_pids_limit(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_pids_limit_enforced(rt, bundle):
     bundle.linux["resources"]["pids"] = {"limit": 5}
     res = rt.run_helper(bundle, "fork", "10")
@@ -108,6 +117,7 @@ def test_pids_limit_enforced(rt, bundle):
     assert res["error"] == "EAGAIN"
 
 
+@v1
 def test_pids_unlimited(rt, bundle):
     bundle.linux["resources"]["pids"] = {"limit": -1}
     start_sleeping(rt, bundle)
@@ -121,6 +131,7 @@ def root_block_device():
     return os.major(st.st_dev), os.minor(st.st_dev)
 
 
+@v1
 def test_blkio_throttle(rt, bundle):
     major, minor = root_block_device()
     bundle.linux["resources"]["blockIO"] = {
@@ -133,6 +144,7 @@ def test_blkio_throttle(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_default_device_rules(rt, bundle):
     start_sleeping(rt, bundle)
     rules = cg(bundle, "devices", "devices.list").splitlines()
@@ -143,6 +155,7 @@ def test_default_device_rules(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_device_rule_deny_all_then_allow(rt, bundle):
     bundle.linux["resources"]["devices"] = [
         {"allow": False, "access": "rwm"},
@@ -154,6 +167,7 @@ def test_device_rule_deny_all_then_allow(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_cgroup_removed_after_exit_and_delete(rt, bundle):
     bundle.args("exit", "0")
     rt.create(bundle).check()
@@ -166,6 +180,7 @@ def test_cgroup_removed_after_exit_and_delete(rt, bundle):
         assert not os.path.exists(h.cgroup_dir(ctrl, bundle.cgroups_path)), ctrl
 
 
+@v1
 def test_nested_cgroups_path(rt, bundle):
     bundle.linux["cgroupsPath"] = f"/{rt.cgroup_parent}/a/b/{bundle.cid}"
     bundle.cgroups_path = bundle.linux["cgroupsPath"]
@@ -178,6 +193,7 @@ def test_nested_cgroups_path(rt, bundle):
         h.remove_cgroup_tree(h.cgroup_dir(ctrl, f"/{rt.cgroup_parent}/a"))
 
 
+@v1
 def test_existing_cgroup_is_reused(rt, bundle):
     """A pre-created cgroup (e.g. by a pod manager) is joined, and left to its owner."""
     for ctrl in h.cgroup_hierarchies():
@@ -192,6 +208,7 @@ def test_existing_cgroup_is_reused(rt, bundle):
 
 # ---- update ----
 
+@v1
 def test_update_flags(rt, bundle):
     bundle.linux["resources"]["memory"] = {"limit": 64 * MiB}
     bundle.linux["resources"]["pids"] = {"limit": 100}
@@ -208,6 +225,7 @@ def test_update_flags(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_update_resources_file(rt, bundle):
     start_sleeping(rt, bundle)
     path = bundle.file("resources.json")
@@ -221,6 +239,7 @@ def test_update_resources_file(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_update_resources_stdin(rt, bundle):
     start_sleeping(rt, bundle)
     rt.cmd("update", "-r", "-", bundle.cid, input=json.dumps({"pids": {"limit": 77}})).check()
@@ -228,6 +247,7 @@ def test_update_resources_stdin(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_update_keeps_unmentioned_limits(rt, bundle):
     bundle.linux["resources"]["memory"] = {"limit": 64 * MiB}
     bundle.linux["resources"]["pids"] = {"limit": 100}
@@ -238,6 +258,7 @@ def test_update_keeps_unmentioned_limits(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_update_visible_in_events_stats(rt, bundle):
     start_sleeping(rt, bundle)
     rt.cmd("update", "--pids-limit", "21", bundle.cid).check()
@@ -247,6 +268,7 @@ def test_update_visible_in_events_stats(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_update_stopped_container_fails(rt, bundle):
     bundle.args("exit", "0")
     rt.create(bundle).check()
@@ -257,6 +279,7 @@ def test_update_stopped_container_fails(rt, bundle):
     rt.delete(bundle.cid).check()
 
 
+@v1
 def test_update_bad_resources_json_fails(rt, bundle):
     start_sleeping(rt, bundle)
     res = rt.cmd("update", "-r", "-", bundle.cid, input='{"pids": {"limit": "many"}}')
@@ -266,6 +289,62 @@ def test_update_bad_resources_json_fails(rt, bundle):
     rt.delete(bundle.cid, force=True).check()
 
 
+@v1
 def test_update_unknown_container_fails(rt):
     res = rt.cmd("update", "--pids-limit", "10", "no-such-container")
     assert res.returncode != 0
+
+
+# ---- cgroup v2, in a private mount namespace ----
+
+UNIFIED = "/sys/fs/cgroup/unified"
+
+
+@pytest.fixture
+def v2_runtime(rt):
+    """Run every runtime command in its own mount namespace where /sys/fs/cgroup is the cgroup2
+    hierarchy (on this hybrid host the same hierarchy as /sys/fs/cgroup/unified)."""
+    if not os.path.isdir(os.path.join(UNIFIED, rt.cgroup_parent)):
+        pytest.skip("no cgroup2 hierarchy at /sys/fs/cgroup/unified")
+    wrapper = os.path.join(rt.test_dir, "runtime-v2")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\n"
+                "exec unshare -m --propagation private /bin/sh -c "
+                "'mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"' "
+                f"{rt.binary} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    rt.binary = wrapper
+    return rt
+
+
+def test_cgroup_v2_unified_mode(v2_runtime, bundle):
+    rt = v2_runtime
+    bundle.args("sleep", "60")
+    rt.run(bundle, detach=True).check()
+    pid = rt.state(bundle.cid)["pid"]
+    d = os.path.join(UNIFIED, bundle.cgroups_path.lstrip("/"))
+    with open(os.path.join(d, "cgroup.procs")) as f:
+        assert str(pid) in f.read().split()
+    res = rt.exec(bundle.cid, "cgroup")
+    res.check()
+    paths = [c["path"] for c in res.json["cgroup"] if c["id"] == 0]
+    assert paths == [bundle.cgroups_path]
+    rt.cmd("pause", bundle.cid).check()
+    with open(os.path.join(d, "cgroup.freeze")) as f:
+        assert f.read().strip() == "1"
+    rt.cmd("resume", bundle.cid).check()
+    rt.delete(bundle.cid, force=True).check()
+    assert not os.path.exists(d)
+
+
+@v1
+def test_exec_process_joins_container_cgroups(rt, bundle):
+    start_sleeping(rt, bundle)
+    pid_file = bundle.file("exec.pid")
+    rt.exec(bundle.cid, "sleep", "60", opts=["--pid-file", pid_file], detach=True,
+            bundle=bundle).check()
+    with open(pid_file) as f:
+        pid = int(f.read())
+    for ctrl in ("memory", "pids", "cpu", "devices", "freezer"):
+        assert str(pid) in cg(bundle, ctrl, "cgroup.procs").split(), ctrl
+    rt.delete(bundle.cid, force=True).check()

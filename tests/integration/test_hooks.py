@@ -299,3 +299,38 @@ def test_hook_missing_binary(rt, bundle, hooks):
     assert res.returncode != 0
     assert "/no/such/hook" in res.stderr or "no such file" in res.stderr.lower()
     assert rt.try_state(bundle.cid) is None
+
+
+def test_hook_not_reading_stdin(rt, bundle, hooks):
+    """A hook that exits without reading the (large) state must not kill the runtime with
+    SIGPIPE or make it fail."""
+    bundle.config["annotations"] = {"big": "x" * 300000}
+    bundle.config["hooks"]["prestart"] = [{"path": "/bin/true", "args": ["true"]}]
+    bundle.config["hooks"]["poststop"] = [{"path": "/bin/true", "args": ["true"]}]
+    bundle.args("exit", "0")
+    res = rt.run(bundle)
+    assert res.returncode == 0, res.stderr
+
+
+def test_hook_with_large_output(rt, bundle, hooks):
+    """Hook output must be drained (or discarded): no deadlock on a full pipe."""
+    bundle.config["hooks"]["createRuntime"] = [
+        {"path": "/bin/sh", "args": ["sh", "-c", "head -c 2000000 /dev/zero; "
+                                     "head -c 2000000 /dev/zero >&2"], "timeout": 20}]
+    bundle.args("exit", "0")
+    start = time.monotonic()
+    res = rt.run(bundle)
+    assert res.returncode == 0, res.stderr[-500:]
+    assert time.monotonic() - start < 15
+
+
+@pytest.mark.silo_only  # runc waits for every process holding the hook's output pipe
+def test_hook_timeout_with_background_child(rt, bundle, hooks):
+    bundle.config["hooks"]["prestart"] = [
+        {"path": "/bin/sh", "args": ["sh", "-c", "sleep 30 & sleep 30"], "timeout": 1}]
+    bundle.args("exit", "0")
+    start = time.monotonic()
+    res = rt.create(bundle)
+    assert res.returncode != 0
+    assert time.monotonic() - start < 10, "hook timeout not enforced"
+    assert rt.try_state(bundle.cid) is None

@@ -709,3 +709,140 @@ def test_exec_many_times_leaks_nothing(rt, bundle):
     res.check()
     assert [f["fd"] for f in res.json["fds"]] == [0, 1, 2]
     rt.delete(bundle.cid, force=True).check()
+
+
+# ---- concurrency and robustness ----
+
+def test_concurrent_create_same_id_only_one_wins(rt, make_bundle):
+    import subprocess
+    bundles = [make_bundle("sleep", "60") for _ in range(5)]
+    cid = bundles[0].cid
+    rt.ids.add(cid)
+    procs = []
+    for b in bundles:
+        b.write()
+        out = open(b.file("concurrent.err"), "w")
+        procs.append((subprocess.Popen([rt.binary, "--root", rt.root, "create", "--bundle",
+                                        b.path, cid], stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=out), out, b))
+    results = []
+    for p, out, b in procs:
+        try:
+            p.wait(timeout=h.CMD_TIMEOUT)
+        finally:
+            out.close()
+        results.append((p.returncode, b))
+    winners = [b for rc, b in results if rc == 0]
+    assert len(winners) == 1, [rc for rc, _ in results]
+    st = rt.state(cid)
+    assert st["status"] == "created"
+    assert st["bundle"] == winners[0].path
+    rt.delete(cid, force=True).check()
+
+
+def test_concurrent_containers(rt, make_bundle):
+    import subprocess
+    bundles = [make_bundle("sleep", "60") for _ in range(4)]
+    procs = []
+    for b in bundles:
+        b.write()
+        rt.ids.add(b.cid)
+        out = open(b.file("run.err"), "w")
+        procs.append((subprocess.Popen([rt.binary, "--root", rt.root, "run", "-d", "--bundle",
+                                        b.path, b.cid], stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=out), out))
+    for p, out in procs:
+        try:
+            assert p.wait(timeout=h.CMD_TIMEOUT) == 0
+        finally:
+            out.close()
+    listed = {e["id"]: e["status"] for e in rt.cmd("list", "-f", "json").json}
+    assert listed == {b.cid: "running" for b in bundles}
+    for b in bundles:
+        rt.delete(b.cid, force=True).check()
+
+
+def test_concurrent_execs(rt, bundle):
+    import subprocess
+    bundle.args("sleep", "60")
+    rt.run(bundle, detach=True).check()
+    procs = [subprocess.Popen([rt.binary, "--root", rt.root, "exec", bundle.cid, h.HELPER,
+                               "exit", str(i)], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(6)]
+    codes = []
+    for p in procs:
+        p.communicate(timeout=h.CMD_TIMEOUT)
+        codes.append(p.returncode)
+    assert codes == list(range(6))
+    rt.delete(bundle.cid, force=True).check()
+
+
+def test_start_after_init_killed_fails(rt, bundle):
+    bundle.args("write", "/tmp/ran", "1")
+    rt.create(bundle).check()
+    pid = rt.state(bundle.cid)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    h.wait_for(lambda: rt.state(bundle.cid)["status"] == "stopped", what="stopped state")
+    res = rt.start(bundle.cid)
+    assert res.returncode != 0
+    assert not os.path.exists(bundle.root_path("/tmp/ran"))
+    rt.delete(bundle.cid).check()
+
+
+def test_delete_after_bundle_removed(rt, bundle):
+    import shutil
+    bundle.args("sleep", "60")
+    rt.run(bundle, detach=True).check()
+    shutil.rmtree(bundle.path)
+    rt.delete(bundle.cid, force=True).check()
+    assert rt.try_state(bundle.cid) is None
+    assert not os.path.exists(h.cgroup_dir("pids", bundle.cgroups_path))
+
+
+def test_list_skips_garbage_in_root(rt, bundle):
+    bundle.args("sleep", "60")
+    rt.run(bundle, detach=True).check()
+    os.makedirs(os.path.join(rt.root, "garbage-entry"))
+    try:
+        res = rt.cmd("list", "-f", "json")
+        assert res.returncode == 0, res.stderr
+        ids = [e["id"] for e in json.loads(res.stdout) or []]
+        assert bundle.cid in ids
+    finally:
+        os.rmdir(os.path.join(rt.root, "garbage-entry"))
+    rt.delete(bundle.cid, force=True).check()
+
+
+def test_big_environment_and_args(rt, bundle):
+    env = [h.DEFAULT_PATH] + [f"VAR_{i}={'x' * 50}" for i in range(3000)]
+    bundle.process["env"] = env
+    args = [f"arg{i}" for i in range(2000)]
+    bundle.args("argv", *args)
+    res = rt.run(bundle)
+    res.check()
+    assert res.json["argv"][2:] == args
+    bundle.args("env")
+    res = rt.run(bundle)
+    res.check()
+    assert [e for e in res.json["env"] if not e.startswith("HOME=")] == env
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM, signal.SIGHUP])
+def test_run_foreground_forwards_signals(rt, bundle, sig):
+    trap = "/tmp/trap"
+    bundle.args("trap", trap)
+    bundle.write()
+    rt.ids.add(bundle.cid)
+    p = rt.popen("run", "--bundle", bundle.path, bundle.cid)
+    try:
+        h.wait_for(lambda: os.path.exists(bundle.root_path(trap)), what="trap ready")
+        p.send_signal(sig)
+        p.communicate(timeout=h.CMD_TIMEOUT)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0
+    with open(bundle.root_path(trap)) as f:
+        assert int(f.read()) == int(sig)

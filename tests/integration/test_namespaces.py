@@ -160,6 +160,21 @@ def test_join_uts_namespace_by_bind_mounted_file(rt, bundle, cleanup):
     assert info["ns"]["uts"] == f"uts:[{inode}]"
 
 
+def test_join_network_namespace_by_bind_mount(rt, bundle, holder, cleanup):
+    """The namespace outlives its creator through a bind mount of /proc/PID/ns/net."""
+    pid = holder("--net")
+    expected = os.readlink(f"/proc/{pid}/ns/net")
+    nsfile = os.path.join(rt.test_dir, "netns")
+    open(nsfile, "w").close()
+    subprocess.run(["mount", "--bind", f"/proc/{pid}/ns/net", nsfile], check=True, timeout=30)
+    cleanup(lambda: subprocess.run(["umount", nsfile], check=True, timeout=30))
+    os.kill(pid, 9)
+    h.wait_for(lambda: not h.pid_alive(pid), what="holder to exit")
+    bundle.set_namespace("network", nsfile)
+    info = rt.run_helper(bundle, "ns")
+    assert info["net"] == expected
+
+
 def test_join_pid_namespace(rt, bundle, holder):
     pid = holder("--pid", "--fork", "--mount-proc")
     bundle.set_namespace("pid", f"/proc/{pid}/ns/pid")

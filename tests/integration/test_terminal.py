@@ -183,3 +183,13 @@ def test_exec_tty_without_console_socket_detached_fails(rt, bundle):
     assert "console" in res.stderr.lower()
     rt.delete(bundle.cid, force=True).check()
 
+
+
+def test_pty_comes_from_container_devpts(rt, bundle, console):
+    """The pty is allocated in the container's own devpts instance: no host ptys visible."""
+    sock = console()
+    tty_bundle(bundle, "ls", "/dev/pts")
+    rt.run(bundle, "--console-socket", sock.path, detach=True).check()
+    assert sorted(sock.json()["entries"]) == ["0", "ptmx"]
+    rt.wait_status(bundle.cid, "stopped")
+    rt.delete(bundle.cid).check()

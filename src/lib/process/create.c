@@ -59,7 +59,7 @@ int silo_write_pid_file(const char *path, pid_t pid, silo_error *err)
         }
         if (dirfd < 0)
                 return silo_error_set(err, errno, "--pid-file %s: open directory", path);
-        int r = silo_write_file_atomic_at(dirfd, name, buf, n, 0644, err);
+        int r = silo_write_file_replace_at(dirfd, name, buf, n, 0644, err);
         return r < 0 ? silo_error_prefix(err, "--pid-file") : 0;
 }
 
@@ -391,7 +391,7 @@ static int create_init(struct create_ctx *c, silo_error *err)
         _cleanup_free_ char *config = json_dumps(c->spec->json, JSON_COMPACT);
         if (!config)
                 return silo_error_set(err, ENOMEM, "config");
-        r = silo_write_file_atomic_at(c->statefd, "config.json", config, strlen(config), 0600, err);
+        r = silo_write_file_replace_at(c->statefd, "config.json", config, strlen(config), 0600, err);
         if (r < 0)
                 return r;
 

@@ -380,7 +380,7 @@ int silo_container_update(const struct silo_runtime *rt, const char *id, json_t 
                 json_object_update_recursive(cur, resources);
                 _cleanup_free_ char *s = json_dumps(config, JSON_COMPACT);
                 if (s)
-                        silo_write_file_atomic_at(statefd, "config.json", s, strlen(s), 0600, NULL);
+                        silo_write_file_replace_at(statefd, "config.json", s, strlen(s), 0600, NULL);
         }
         return 0;
 }

@@ -704,7 +704,7 @@ int reg_client_open(silo_store *s, const silo_reference *ref, const silo_registr
                 return silo_error_set(err, ENOMEM, "registry");
         }
         r = perform(c, &req, &resp, &https_err);
-        if (r < 0 && c->plain_http_allowed && r == -EPROTO && strstr(https_err.message, "wrong version number")) {
+        if (r < 0 && c->plain_http_allowed && r == -EPROTO && !strstr(https_err.message, "certificate")) {
                 /* A plain-HTTP registry answering a TLS hello: fall back (loopback or --insecure only). */
                 free(c->base);
                 if (asprintf(&c->base, "http://%s", c->host) < 0) {

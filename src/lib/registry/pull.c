@@ -495,7 +495,8 @@ static int pull_locked(silo_store *s, const silo_reference *ref, const silo_regi
         _cleanup_free_ char *name = NULL;
         _cleanup_manifest_ silo_manifest *m = NULL;
 
-        silo_progress_emit(o->progress, SILO_PROGRESS_RESOLVING, "manifest", ref->tag ? ref->tag : ref->digest, 0, 0, NULL);
+        name = silo_reference_name(ref);
+        silo_progress_emit(o->progress, SILO_PROGRESS_RESOLVING, "manifest", name ? name : ref->path, 0, 0, NULL);
         char path[512];
         snprintf(path, sizeof(path), "/v2/%s/manifests/%s", ref->path, ref->digest ? ref->digest : ref->tag);
         r = fetch_small(c, "manifest", path, SILO_MANIFEST_ACCEPT, SILO_MANIFEST_MAX, &resp, err);
@@ -560,6 +561,7 @@ static int pull_locked(silo_store *s, const silo_reference *ref, const silo_regi
                         silo_error_prefix(err, "config");
                         goto out;
                 }
+                silo_progress_emit(o->progress, SILO_PROGRESS_DONE, "config", m->config.digest, resp.len, resp.len, NULL);
         }
         r = silo_image_load_manifest(s, digest, &p.img, err);
         if (r < 0)
@@ -610,7 +612,6 @@ out_threads:
                         *err = p.q.err;
         }
         if (r == 0) {
-                name = silo_reference_name(ref);
                 const char *names[] = { name, NULL };
                 r = silo_image_register(s, digest, names, &o->reg, NULL, err);
         }

@@ -123,7 +123,7 @@ int silo_state_write(int dirfd, const struct silo_state *st, silo_error *err)
         _cleanup_free_ char *s = json_dumps(j, JSON_COMPACT);
         if (!s)
                 return silo_error_set(err, ENOMEM, "state");
-        return silo_write_file_atomic_at(dirfd, "state.json", s, strlen(s), 0600, err);
+        return silo_write_file_replace_at(dirfd, "state.json", s, strlen(s), 0600, err);
 }
 
 struct silo_state *silo_state_free(struct silo_state *st)

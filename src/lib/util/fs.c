@@ -90,7 +90,8 @@ int silo_write_string_at(int dirfd, const char *path, const char *s, silo_error 
         return silo_write_file_at(dirfd, path, s, strlen(s), err);
 }
 
-int silo_write_file_atomic_at(int dirfd, const char *name, const char *data, size_t len, mode_t mode, silo_error *err)
+static int write_replace(int dirfd, const char *name, const char *data, size_t len, mode_t mode, bool durable,
+                         silo_error *err)
 {
         char tmp[PATH_MAX];
         if (snprintf(tmp, sizeof(tmp), ".%s.tmp.%d", name, (int) getpid()) >= (int) sizeof(tmp))
@@ -100,7 +101,7 @@ int silo_write_file_atomic_at(int dirfd, const char *name, const char *data, siz
         if (fd < 0)
                 return silo_error_set(err, errno, "create %s", tmp);
         int r = write_all(fd, data, len);
-        if (r == 0 && fsync(fd) < 0)
+        if (r == 0 && durable && fsync(fd) < 0)
                 r = -errno;
         if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
                 r = -errno;
@@ -109,9 +110,19 @@ int silo_write_file_atomic_at(int dirfd, const char *name, const char *data, siz
                 return silo_error_set(err, -r, "write %s", name);
         }
         /* The rename is durable only once the directory is. */
-        if (dirfd != AT_FDCWD)
+        if (durable && dirfd != AT_FDCWD)
                 fsync(dirfd);
         return 0;
+}
+
+int silo_write_file_atomic_at(int dirfd, const char *name, const char *data, size_t len, mode_t mode, silo_error *err)
+{
+        return write_replace(dirfd, name, data, len, mode, true, err);
+}
+
+int silo_write_file_replace_at(int dirfd, const char *name, const char *data, size_t len, mode_t mode, silo_error *err)
+{
+        return write_replace(dirfd, name, data, len, mode, false, err);
 }
 
 int silo_mkdir_p_at(int dirfd, const char *path, mode_t mode, silo_error *err)

@@ -18,6 +18,10 @@ int silo_write_string_at(int dirfd, const char *path, const char *s, silo_error 
 /* Crash-safe replace: temp file, fsync, rename, fsync dir. */
 int silo_write_file_atomic_at(int dirfd, const char *name, const char *data, size_t len, mode_t mode, silo_error *err);
 
+/* Atomic but not durable (temp file + rename, no fsync): for state that
+ * does not outlive a reboot anyway, like the runtime's under /run. */
+int silo_write_file_replace_at(int dirfd, const char *name, const char *data, size_t len, mode_t mode, silo_error *err);
+
 /* mkdir -p relative to dirfd; does not follow symlinks in the created chain. */
 int silo_mkdir_p_at(int dirfd, const char *path, mode_t mode, silo_error *err);
 
