@@ -16,6 +16,7 @@
 #include "image/image.h"
 #include "image/reference.h"
 #include "util/cleanup.h"
+#include "util/fs.h"
 
 /* ---- --change ---- */
 
@@ -423,10 +424,13 @@ static int cmd_load(cli_ctx *ctx, int argc, char **argv)
                 return cli_usage(argv[0]);
 
         _cleanup_close_ int fd = -1;
+        bool is_dir = false;
         if (input && strcmp(input, "-") != 0) {
                 fd = open(input, O_RDONLY | O_CLOEXEC | O_NOCTTY);
                 if (fd < 0)
                         return cli_failf("open %s: %s", input, strerror(errno));
+                struct stat st;
+                is_dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
         } else if (isatty(STDIN_FILENO))
                 return cli_failf("load: refusing to read an archive from a terminal (use -i FILE)");
 
@@ -439,7 +443,8 @@ static int cmd_load(cli_ctx *ctx, int argc, char **argv)
         o.reg.progress = &prog;
         silo_error err = SILO_ERROR_INIT;
         _cleanup_strv_ char **loaded = NULL;
-        int r = silo_archive_load(s, fd >= 0 ? fd : STDIN_FILENO, &o, &loaded, &err);
+        int r = is_dir ? silo_archive_load_dir(s, fd, &o, &loaded, &err)
+                       : silo_archive_load(s, fd >= 0 ? fd : STDIN_FILENO, &o, &loaded, &err);
         cli_progress_finish(p);
         cli_progress_free(p);
         if (r < 0)
@@ -474,6 +479,24 @@ static int cmd_save(cli_ctx *ctx, int argc, char **argv)
 
         int fd = STDOUT_FILENO;
         _cleanup_free_ char *tmp = NULL;
+        if (fmt == SILO_ARCHIVE_OCI_DIR) {
+                if (!output || !strcmp(output, "-"))
+                        return cli_failf("save: --format oci-dir needs -o DIRECTORY");
+                /* A new directory: on failure it is removed, never left half-written. */
+                if (mkdir(output, 0755) < 0)
+                        return cli_failf("create %s: %s", output, strerror(errno));
+                _cleanup_close_ int dfd = open(output, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                silo_store *s;
+                if (dfd < 0 || cli_store(ctx, &s) < 0) {
+                        rmdir(output);
+                        return dfd < 0 ? cli_failf("open %s: %s", output, strerror(errno)) : 1;
+                }
+                if (silo_archive_save(s, (const char *const *) argv + optind, fmt, dfd, NULL, &err) < 0) {
+                        (void) silo_rm_rf_at(AT_FDCWD, output, NULL);
+                        return cli_fail(&err);
+                }
+                return 0;
+        }
         if (output && strcmp(output, "-") != 0) {
                 /* Write beside the target and rename: no half archive under its name. */
                 if (asprintf(&tmp, "%s.silo-tmp-%d", output, (int) getpid()) < 0)
@@ -578,10 +601,10 @@ const cli_command cli_image_commands[] = {
         { "rmi", cmd_rmi, "[-f] IMAGE...", "remove images (and data nothing else uses)" },
         { "image rm", cmd_rmi, "[-f] IMAGE...", NULL },
         { "image prune", cmd_prune, "[-a]", "remove unnamed images (all unused with -a) and garbage" },
-        { "load", cmd_load, "[-i FILE] [--platform OS/ARCH] [--name NAME] [-q]", "load images from a docker or OCI archive" },
-        { "image load", cmd_load, "[-i FILE] [--platform OS/ARCH] [--name NAME] [-q]", NULL },
-        { "save", cmd_save, "[-o FILE] [--format docker-archive|oci-archive] IMAGE...", "write images to an archive" },
-        { "image save", cmd_save, "[-o FILE] [--format docker-archive|oci-archive] IMAGE...", NULL },
+        { "load", cmd_load, "[-i FILE|DIR] [--platform OS/ARCH] [--name NAME] [-q]", "load images from a docker or OCI archive, or an OCI layout" },
+        { "image load", cmd_load, "[-i FILE|DIR] [--platform OS/ARCH] [--name NAME] [-q]", NULL },
+        { "save", cmd_save, "[-o FILE] [--format docker-archive|oci-archive|oci-dir] IMAGE...", "write images to an archive" },
+        { "image save", cmd_save, "[-o FILE] [--format docker-archive|oci-archive|oci-dir] IMAGE...", NULL },
         { "import", cmd_import, "[-c CHANGE]... [-m MSG] FILE|DIR|- [NAME]", "make a one-layer image from a rootfs tarball or directory" },
         { "image import", cmd_import, "[-c CHANGE]... [-m MSG] FILE|DIR|- [NAME]", NULL },
         {}

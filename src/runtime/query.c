@@ -157,7 +157,8 @@ int cmd_ps(struct cli *cli, int argc, char **argv)
                 close(fds[0]);
                 close(fds[1]);
                 int extra = argc - optind - 1;
-                char **pargv = calloc(extra + 2, sizeof(char *));
+                /* "ps", the arguments (or "-ef"), NULL */
+                char **pargv = calloc(extra + 3, sizeof(char *));
                 if (!pargv)
                         _exit(127);
                 pargv[0] = "ps";

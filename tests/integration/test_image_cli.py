@@ -285,3 +285,30 @@ def test_usage_errors(silo):
     assert p.returncode == 2 and "usage: silo tag" in p.err
     p = silo.run("--help")
     assert "pull" in p.out and "load" in p.out
+
+
+def test_oci_layout_directory(silo, busybox_image, workdir):
+    layout = os.path.join(workdir, "layout")
+    silo.run("save", "--format", "oci-dir", "-o", layout, busybox_image)
+    assert sorted(os.listdir(layout)) == ["blobs", "index.json", "oci-layout"]
+    other = Silo(os.path.join(workdir, "store2"))
+    other.run("load", "-i", layout)
+    assert other.inspect("busybox:test")["Digest"] == silo.inspect(busybox_image)["Digest"]
+    # umoci understands it (ref.name is the tag)
+    p = subprocess.run(["umoci", "unpack", "--image", f"{layout}:test", os.path.join(workdir, "bundle")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert os.path.exists(os.path.join(workdir, "bundle/rootfs/bin/busybox"))
+    # an existing target is not overwritten; a failed save leaves no directory
+    err = silo.fail("save", "--format", "oci-dir", "-o", layout, busybox_image)
+    assert "File exists" in err
+    err = silo.fail("save", "--format", "oci-dir", "-o", os.path.join(workdir, "l2"), "nosuch:1")
+    assert not os.path.exists(os.path.join(workdir, "l2"))
+    # a symlinked blob in a layout is refused, not followed
+    blobs = os.path.join(layout, "blobs/sha256")
+    victim = sorted(os.listdir(blobs))[0]
+    os.rename(os.path.join(blobs, victim), os.path.join(workdir, "moved"))
+    os.symlink(os.path.join(workdir, "moved"), os.path.join(blobs, victim))
+    third = Silo(os.path.join(workdir, "store3"))
+    err = third.fail("load", "-i", layout)
+    assert f"blobs/sha256/{victim}" in err

@@ -516,6 +516,22 @@ static void test_hostile_dir_replaces_symlink(void **state)
         read_in_root(f, "d/victim", buf, sizeof(buf));
         assert_string_equal(buf, "pwned");
 
+        /* The same one level down, where the parent is the cached directory fd. */
+        tb_init(&t, NULL);
+        tb_dir(&t, "p/");
+        tb_symlink(&t, "p/d", f->outside);
+        tb_dir(&t, "p/d/");
+        tb_file(&t, "p/d/victim", "pwned", 0644);
+        tb_symlink(&t, "p/d2", "d");
+        tb_symlink(&t, "p/d2", "elsewhere");
+        tb_file(&t, "p/after", "ok", 0644);
+        assert_int_equal(unpack(f, tb_finish(&t), NULL, NULL, &err), 0);
+        assert_outside_untouched(f);
+        read_in_root(f, "p/d/victim", buf, sizeof(buf));
+        assert_string_equal(buf, "pwned");
+        read_in_root(f, "p/after", buf, sizeof(buf));
+        assert_string_equal(buf, "ok");
+
         /* And the reverse: a symlink replacing a populated directory. */
         tb_init(&t, NULL);
         tb_dir(&t, "x/");
@@ -559,6 +575,36 @@ static void test_devices_and_setuid(void **state)
         assert_int_equal(fstatat(f->root_fd, "dev/null", &s, AT_SYMLINK_NOFOLLOW), 0);
         assert_true(S_ISCHR(s.st_mode));
         assert_int_equal(s.st_rdev, makedev(1, 3));
+}
+
+static void test_modes_and_owners(void **state)
+{
+        struct fixture *f = *state;
+        struct tb t;
+        tb_init(&t, NULL);
+        tb_file(&t, "m0666", "x", 0666);        /* the umask would strip these bits */
+        tb_file(&t, "m0777", "x", 0777);
+        tb_file(&t, "m0400", "x", 0400);
+        tb_file(&t, "sticky", "x", 01755);
+        struct archive_entry *e = tb_entry("sgid/", AE_IFDIR, 02775);
+        archive_entry_set_gid(e, 4321);
+        tb_add(&t, e, NULL, 0);
+        tb_file(&t, "sgid/child", "x", 0644);  /* uid/gid 0:0 in the tar, parent is setgid 4321 */
+        silo_error err = SILO_ERROR_INIT;
+        assert_int_equal(unpack(f, tb_finish(&t), NULL, NULL, &err), 0);
+        const struct { const char *path; mode_t mode; } want[] = {
+                { "m0666", 0666 }, { "m0777", 0777 }, { "m0400", 0400 }, { "sticky", 01755 }, { "sgid", 02775 },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+                struct stat st;
+                assert_int_equal(fstatat(f->root_fd, want[i].path, &st, AT_SYMLINK_NOFOLLOW), 0);
+                if ((st.st_mode & 07777) != want[i].mode)
+                        fail_msg("%s: mode %o, want %o", want[i].path, st.st_mode & 07777, want[i].mode);
+        }
+        struct stat st;
+        assert_int_equal(fstatat(f->root_fd, "sgid/child", &st, 0), 0);
+        assert_int_equal(st.st_gid, 0);         /* as the tar says, not inherited */
+        assert_int_equal(st.st_uid, 0);
 }
 
 static void test_xattrs(void **state)
@@ -674,6 +720,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_hostile_hardlink, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hostile_dir_replaces_symlink, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_devices_and_setuid, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_modes_and_owners, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_xattrs, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_limits_depth_entries, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decompression_bomb, setup, teardown),

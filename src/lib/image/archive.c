@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <archive.h>
@@ -16,6 +18,7 @@
 #include "image/tarwrite.h"
 #include "image/unpack.h"
 #include "util/cleanup.h"
+#include "util/fs.h"
 #include "util/json.h"
 
 #define MAX_MEMBERS 100000
@@ -611,6 +614,90 @@ int silo_archive_load(silo_store *s, int fd, const silo_load_options *o, char **
         return r;
 }
 
+/* An OCI image layout directory: its blobs become members, then as an OCI archive. */
+static int read_layout_dir(struct load *l, int dirfd, silo_error *err)
+{
+        struct stat st;
+        if (fstatat(dirfd, "oci-layout", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                return silo_error_msg(err, EINVAL, "not an OCI image layout: no oci-layout file");
+        l->oci_layout = true;
+        int r = silo_read_file_at(dirfd, "index.json", MAX_META, &l->index_json, &l->index_json_len, err);
+        if (r < 0)
+                return silo_error_prefix(err, "OCI layout");
+        int bfd = openat(dirfd, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (bfd < 0)
+                return silo_error_set(err, errno, "OCI layout: blobs/sha256");
+        DIR *d = fdopendir(bfd);
+        if (!d) {
+                close(bfd);
+                return silo_error_set(err, errno, "OCI layout: blobs/sha256");
+        }
+        _cleanup_closedir_ DIR *dir = d;
+        struct dirent *de;
+        while ((de = readdir(dir))) {
+                char digest[SILO_DIGEST_SIZE + 8];
+                snprintf(digest, sizeof(digest), SILO_DIGEST_PREFIX "%.70s", de->d_name);
+                if (!silo_digest_valid(digest))
+                        continue;
+                /* Blobs are files in the layout, never symlinks we would follow out of it. */
+                _cleanup_close_ int fd = openat(bfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        return silo_error_set(err, errno, "OCI layout: blobs/sha256/%s", de->d_name);
+                if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                        return silo_error_msg(err, EINVAL, "OCI layout: blobs/sha256/%s is not a regular file", de->d_name);
+                char path[128];
+                snprintf(path, sizeof(path), "blobs/sha256/%s", silo_digest_hex(digest));
+                struct member *m = add_member(l, path, err);
+                if (!m)
+                        return -err->code;
+                _cleanup_blob_writer_ silo_blob_writer *w = NULL;
+                r = silo_blob_writer_new(l->store, &w, err);
+                char buf[1 << 16];
+                while (r == 0) {
+                        ssize_t n = read(fd, buf, sizeof(buf));
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0)
+                                r = silo_error_set(err, errno, "read %s", path);
+                        if (n <= 0)
+                                break;
+                        r = silo_blob_writer_write(w, buf, (size_t) n, err);
+                }
+                if (r == 0)
+                        r = silo_blob_writer_commit(w, NULL, -1, m->digest, err);
+                if (r < 0)
+                        return r;
+                m->size = silo_blob_writer_size(w);
+                m->is_file = true;
+        }
+        return 0;
+}
+
+int silo_archive_load_dir(silo_store *s, int dirfd, const silo_load_options *o, char ***ret_loaded, silo_error *err)
+{
+        silo_load_options defaults;
+        if (!o) {
+                silo_load_options_init(&defaults);
+                o = &defaults;
+        }
+        struct load l = { .store = s, .o = o };
+        int r = silo_store_begin(s, false, err);
+        if (r < 0)
+                return r;
+        r = read_layout_dir(&l, dirfd, err);
+        if (r == 0)
+                r = load_oci(&l, err);
+        silo_store_end(s);
+        (void) silo_store_gc(s, false, NULL, NULL);
+        if (r == 0 && ret_loaded) {
+                *ret_loaded = l.loaded ? l.loaded : calloc(1, sizeof(char *));
+                l.loaded = NULL;
+                l.n_loaded = 0;
+        }
+        load_done(&l);
+        return r;
+}
+
 /* ---- save ---- */
 
 int silo_archive_format_from_string(const char *s, silo_archive_format *ret, silo_error *err)
@@ -619,8 +706,10 @@ int silo_archive_format_from_string(const char *s, silo_archive_format *ret, sil
                 *ret = SILO_ARCHIVE_DOCKER;
         else if (!strcmp(s, "oci-archive") || !strcmp(s, "oci"))
                 *ret = SILO_ARCHIVE_OCI;
+        else if (!strcmp(s, "oci-dir"))
+                *ret = SILO_ARCHIVE_OCI_DIR;
         else
-                return silo_error_msg(err, EINVAL, "unknown archive format '%s' (docker-archive or oci-archive)", s);
+                return silo_error_msg(err, EINVAL, "unknown archive format '%s' (docker-archive, oci-archive or oci-dir)", s);
         return 0;
 }
 
@@ -631,24 +720,82 @@ struct save_image {
         char *manifest_media_type;
 };
 
-static int save_blob(silo_store *s, silo_tar_writer *tw, const char *digest, char ***written, size_t *n_written,
+/* Where save puts things: a tar stream, or an OCI layout directory. */
+struct save_sink {
+        silo_tar_writer *tw;
+        int dirfd;
+};
+
+static int sink_file(struct save_sink *k, const char *name, const void *data, size_t len, silo_error *err)
+{
+        if (k->tw)
+                return silo_tar_writer_add_buffer(k->tw, name, data, len, err);
+        return silo_write_file_atomic_at(k->dirfd, name, data, len, 0644, err);
+}
+
+static int copy_to_dir(int dirfd, const char *hex, int fd, silo_error *err)
+{
+        char tmp[SILO_DIGEST_HEX_LEN + 16];
+        snprintf(tmp, sizeof(tmp), ".%s.tmp", hex);
+        _cleanup_close_ int out = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (out < 0)
+                return silo_error_set(err, errno, "create blobs/sha256/%s", tmp);
+        char buf[1 << 16];
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return silo_error_set(err, errno, "read blob");
+                if (n == 0)
+                        break;
+                for (ssize_t off = 0; off < n; ) {
+                        ssize_t w = write(out, buf + off, (size_t) (n - off));
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w < 0) {
+                                int e = errno;
+                                unlinkat(dirfd, tmp, 0);
+                                return silo_error_set(err, e, "write blobs/sha256/%s", hex);
+                        }
+                        off += w;
+                }
+        }
+        if (fsync(out) < 0 || renameat(dirfd, tmp, dirfd, hex) < 0) {
+                int e = errno;
+                unlinkat(dirfd, tmp, 0);
+                return silo_error_set(err, e, "write blobs/sha256/%s", hex);
+        }
+        return 0;
+}
+
+static int save_blob(silo_store *s, struct save_sink *k, const char *digest, char ***written, size_t *n_written,
                      silo_progress *p, silo_error *err)
 {
         for (size_t i = 0; i < *n_written; i++)
                 if (!strcmp((*written)[i], digest))
                         return 0;
-        _cleanup_close_ int fd = -1;
-        int r = silo_store_blob_open(s, digest, &fd, err);
-        if (r < 0)
-                return r;
         int64_t size;
-        r = silo_store_blob_size(s, digest, &size, err);
+        int r = silo_store_blob_size(s, digest, &size, err);
         if (r < 0)
                 return r;
-        char path[128];
-        snprintf(path, sizeof(path), "blobs/sha256/%s", silo_digest_hex(digest));
         silo_progress_emit(p, SILO_PROGRESS_COPYING, "blob", digest, 0, (uint64_t) size, NULL);
-        r = silo_tar_writer_add_fd(tw, path, fd, (uint64_t) size, err);
+        /* Verified before it leaves the store: never export a corrupt blob. */
+        r = silo_store_blob_verify(s, digest, err);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = -1;
+        r = silo_store_blob_open(s, digest, &fd, err);
+        if (r < 0)
+                return r;
+        if (k->tw) {
+                char path[128];
+                snprintf(path, sizeof(path), "blobs/sha256/%s", silo_digest_hex(digest));
+                r = silo_tar_writer_add_fd(k->tw, path, fd, (uint64_t) size, err);
+        } else {
+                _cleanup_close_ int bdir = openat(k->dirfd, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                r = bdir < 0 ? silo_error_set(err, errno, "open blobs/sha256") : copy_to_dir(bdir, silo_digest_hex(digest), fd, err);
+        }
         if (r < 0)
                 return r;
         silo_progress_emit(p, SILO_PROGRESS_DONE, "blob", digest, (uint64_t) size, (uint64_t) size, NULL);
@@ -712,22 +859,34 @@ int silo_archive_save(silo_store *s, const char *const *refs, silo_archive_forma
                                 strv_push(&imgs[i].names, &nn, strdup(*x));
         }
 
-        r = silo_tar_writer_new_fd(out_fd, &tw, err);
-        if (r < 0)
-                goto out;
+        struct save_sink sink = { .dirfd = -1 };
         const char *layout = "{\"imageLayoutVersion\":\"1.0.0\"}";
-        if ((r = silo_tar_writer_add_buffer(tw, "oci-layout", layout, strlen(layout), err)) < 0 ||
-            (r = silo_tar_writer_add_dir(tw, "blobs/", err)) < 0 ||
-            (r = silo_tar_writer_add_dir(tw, "blobs/sha256/", err)) < 0)
+        if (format == SILO_ARCHIVE_OCI_DIR) {
+                sink.dirfd = out_fd;
+                if ((mkdirat(out_fd, "blobs", 0755) < 0 && errno != EEXIST) ||
+                    (mkdirat(out_fd, "blobs/sha256", 0755) < 0 && errno != EEXIST)) {
+                        r = silo_error_set(err, errno, "mkdir blobs/sha256");
+                        goto out;
+                }
+        } else {
+                r = silo_tar_writer_new_fd(out_fd, &tw, err);
+                if (r < 0)
+                        goto out;
+                sink.tw = tw;
+                if ((r = silo_tar_writer_add_dir(tw, "blobs/", err)) < 0 ||
+                    (r = silo_tar_writer_add_dir(tw, "blobs/sha256/", err)) < 0)
+                        goto out;
+        }
+        if ((r = sink_file(&sink, "oci-layout", layout, strlen(layout), err)) < 0)
                 goto out;
 
         for (size_t i = 0; i < n; i++) {
                 silo_image *img = imgs[i].img;
-                r = save_blob(s, tw, img->digest, &written, &n_written, progress, err);
+                r = save_blob(s, &sink, img->digest, &written, &n_written, progress, err);
                 if (r == 0)
-                        r = save_blob(s, tw, img->manifest->config.digest, &written, &n_written, progress, err);
+                        r = save_blob(s, &sink, img->manifest->config.digest, &written, &n_written, progress, err);
                 for (size_t k = 0; r == 0 && k < img->manifest->n_layers; k++)
-                        r = save_blob(s, tw, img->manifest->layers[k].digest, &written, &n_written, progress, err);
+                        r = save_blob(s, &sink, img->manifest->layers[k].digest, &written, &n_written, progress, err);
                 if (r < 0)
                         goto out;
 
@@ -763,7 +922,8 @@ int silo_archive_save(silo_store *s, const char *const *refs, silo_archive_forma
                 r = silo_error_set(err, ENOMEM, "save");
                 goto out;
         }
-        r = silo_tar_writer_add_buffer(tw, "index.json", index_text, strlen(index_text), err);
+        /* index.json last: a layout directory is complete once it appears. */
+        r = sink_file(&sink, "index.json", index_text, strlen(index_text), err);
         if (r < 0)
                 goto out;
         if (format == SILO_ARCHIVE_DOCKER) {
@@ -776,7 +936,8 @@ int silo_archive_save(silo_store *s, const char *const *refs, silo_archive_forma
                 if (r < 0)
                         goto out;
         }
-        r = silo_tar_writer_finish(tw, err);
+        if (tw)
+                r = silo_tar_writer_finish(tw, err);
 out:
         for (size_t i = 0; imgs && i < n; i++) {
                 silo_image_free(imgs[i].img);

@@ -24,10 +24,13 @@ void silo_load_options_init(silo_load_options *o);
 /* Reads an archive from fd (possibly gzip/zstd compressed).  ret_loaded gets
  * one line per image: its names, or its ID if it has none. */
 int silo_archive_load(silo_store *s, int fd, const silo_load_options *o, char ***ret_loaded, silo_error *err);
+/* The same from an OCI image layout directory (oci-layout, index.json, blobs/). */
+int silo_archive_load_dir(silo_store *s, int dirfd, const silo_load_options *o, char ***ret_loaded, silo_error *err);
 
 typedef enum silo_archive_format {
         SILO_ARCHIVE_DOCKER,            /* manifest.json + OCI layout: loads in docker and podman */
         SILO_ARCHIVE_OCI,               /* OCI image layout only */
+        SILO_ARCHIVE_OCI_DIR,           /* OCI image layout as a directory: out_fd is that directory */
         _SILO_ARCHIVE_FORMAT_MAX,
         _SILO_ARCHIVE_FORMAT_INVALID = -1,
 } silo_archive_format;

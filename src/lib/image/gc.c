@@ -43,6 +43,8 @@ static int cmp_str(const void *a, const void *b)
 
 static bool set_has(struct digest_set *s, const char *d)
 {
+        if (s->n == 0)
+                return false;
         if (!s->sorted) {
                 qsort(s->v, s->n, sizeof(char *), cmp_str);
                 s->sorted = true;

@@ -42,6 +42,14 @@ struct unpack {
          * change what a path resolves to. */
         char cache_path[PATH_MAX];
         int cache_fd;
+        bool cache_sgid;
+        bool root_sgid;
+        bool parent_sgid;       /* of the directory open_dir() returned last */
+
+        /* To skip chown/chmod calls that would change nothing. */
+        uid_t euid;
+        gid_t egid;
+        mode_t umask;
 
         struct dir_time *dirs;
         size_t n_dirs, cap_dirs;
@@ -122,11 +130,32 @@ static void cache_drop(struct unpack *u)
         u->cache_path[0] = '\0';
 }
 
-static void cache_set(struct unpack *u, const char *path, int fd)
+/* Stops lookups from hitting the cache but keeps the fd open: the entry
+ * being processed may be using it as its parent right now.  The next
+ * cache_set() or cache_drop() closes it. */
+static void cache_invalidate(struct unpack *u)
+{
+        u->cache_path[0] = '\0';
+}
+
+static void cache_set(struct unpack *u, const char *path, int fd, bool sgid)
 {
         cache_drop(u);
         snprintf(u->cache_path, sizeof(u->cache_path), "%s", path);
         u->cache_fd = fd;
+        u->cache_sgid = sgid;
+}
+
+/* The umask without changing it: /proc/self/status has it. */
+static mode_t current_umask(void)
+{
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+        char line[256];
+        unsigned m;
+        while (f && fgets(line, sizeof(line), f))
+                if (sscanf(line, "Umask: %o", &m) == 1)
+                        return (mode_t) m;
+        return 0777;    /* unknown: never trust the create mode */
 }
 
 /* Returns a borrowed fd for directory `path` (relative, cleaned) inside the
@@ -136,10 +165,12 @@ static int open_dir(struct unpack *u, const char *path, bool create, int *ret_fd
 {
         if (!*path) {
                 *ret_fd = u->root_fd;
+                u->parent_sgid = u->root_sgid;
                 return 0;
         }
         if (u->cache_fd >= 0 && !strcmp(u->cache_path, path)) {
                 *ret_fd = u->cache_fd;
+                u->parent_sgid = u->cache_sgid;
                 return 0;
         }
 
@@ -176,7 +207,14 @@ static int open_dir(struct unpack *u, const char *path, bool create, int *ret_fd
         }
         if (fd < 0)
                 return silo_error_set(err, errno, "parent '%s'", path);
-        cache_set(u, path, (int) fd);
+        struct stat st;
+        if (fstat((int) fd, &st) < 0) {
+                int e = errno;
+                close((int) fd);
+                return silo_error_set(err, e, "parent '%s'", path);
+        }
+        cache_set(u, path, (int) fd, st.st_mode & S_ISGID);
+        u->parent_sgid = st.st_mode & S_ISGID;
         *ret_fd = (int) fd;
         return 0;
 }
@@ -194,7 +232,7 @@ static int prepare_target(struct unpack *u, int parent, const char *name, bool w
         if (S_ISDIR(st.st_mode) && want_dir)
                 return 1;
         if (S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode))
-                cache_drop(u);
+                cache_invalidate(u);
         if (S_ISDIR(st.st_mode)) {
                 int r = silo_rm_rf_at(parent, name, err);
                 if (r < 0)
@@ -314,10 +352,25 @@ static int archive_fail(struct unpack *u, struct archive *a, const char *what, s
 static int unpack_regular(struct unpack *u, struct archive *a, struct archive_entry *e,
                           int parent, const char *name, silo_error *err)
 {
-        int r = prepare_target(u, parent, name, false, err);
+        /* Created with its final permissions when the umask lets them
+         * through, owned by us already when that is what the tar says:
+         * then chmod and chown can be skipped (most files of a layer). */
+        mode_t perm = archive_entry_perm(e) & 07777;
+        uid_t uid;
+        gid_t gid;
+        int r = entry_owner(e, &uid, &gid, err);
         if (r < 0)
                 return r;
-        _cleanup_close_ int fd = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+        bool parent_sgid = u->parent_sgid;
+        const int flags = O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
+        _cleanup_close_ int fd = openat(parent, name, flags, perm & 0777);
+        if (fd < 0 && errno == EEXIST) {
+                /* Replaces an earlier entry: remove it (never write through it). */
+                r = prepare_target(u, parent, name, false, err);
+                if (r < 0)
+                        return r;
+                fd = openat(parent, name, flags, perm & 0777);
+        }
         if (fd < 0)
                 return silo_error_set(err, errno, "create");
 
@@ -345,7 +398,13 @@ static int unpack_regular(struct unpack *u, struct archive *a, struct archive_en
             ftruncate(fd, (off_t) archive_entry_size(e)) < 0)
                 return silo_error_set(err, errno, "truncate");
 
-        r = apply_meta_fd(u, fd, e, err);
+        bool need_chown = uid != u->euid || gid != u->egid || parent_sgid;
+        bool need_chmod = need_chown || (perm & 07000) || (perm & u->umask);
+        if (need_chown && fchown(fd, uid, gid) < 0)
+                return silo_error_set(err, errno, "chown");
+        if (need_chmod && fchmod(fd, perm) < 0)
+                return silo_error_set(err, errno, "chmod");
+        r = apply_xattrs(u, fd, e, err);
         if (r < 0)
                 return r;
         struct timespec ts[2] = { entry_mtime(e), entry_mtime(e) };
@@ -372,7 +431,7 @@ static int unpack_dir(struct unpack *u, struct archive_entry *e, int parent, con
         if (r < 0)
                 return r;
         /* Its children usually come next. */
-        cache_set(u, path, TAKE_FD(fd));
+        cache_set(u, path, TAKE_FD(fd), archive_entry_perm(e) & S_ISGID);
         return 0;
 }
 
@@ -548,6 +607,7 @@ static int unpack_entry(struct unpack *u, struct archive *a, struct archive_entr
                 r = apply_meta_fd(u, u->root_fd, e, err);
                 if (r < 0)
                         return r;
+                u->root_sgid = archive_entry_perm(e) & S_ISGID;
                 return add_dir_time(u, "", e, err);
         }
 
@@ -691,7 +751,14 @@ int silo_unpack_layer_fd(int src_fd, int root_fd, const silo_unpack_options *o,
                 .o = o,
                 .st = &stats,
                 .cache_fd = -1,
+                .euid = geteuid(),
+                .egid = getegid(),
+                .umask = current_umask(),
         };
+        struct stat rst;
+        if (fstat(root_fd, &rst) < 0)
+                return silo_error_set(err, errno, "layer root");
+        u.root_sgid = rst.st_mode & S_ISGID;
 
         _cleanup_decompressor_ silo_decompressor *dec = NULL;
         int r = silo_decompressor_new(src_fd, o->compression, &o->limits, &dec, err);

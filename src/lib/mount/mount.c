@@ -498,8 +498,26 @@ static int apply_sysctls(struct silo_rootfs *ctx, silo_error *err)
         return 0;
 }
 
+/* One empty read-only tmpfs, made on first use: every masked directory
+ * gets a clone of it rather than a superblock of its own. */
+static int empty_tmpfs(int *fd, silo_error *err)
+{
+        if (*fd >= 0)
+                return 0;
+        _cleanup_close_ int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+        if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "size", "0", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0555", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                return silo_error_set(err, errno, "linux.maskedPaths: create an empty tmpfs");
+        *fd = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+        if (*fd < 0)
+                return silo_error_set(err, errno, "linux.maskedPaths: mount an empty tmpfs");
+        return 0;
+}
+
 static int mask_paths(struct silo_rootfs *ctx, silo_error *err)
 {
+        _cleanup_close_ int empty = -1;
         for (const char **p = ctx->spec->masked_paths; p && *p; p++) {
                 silo_error ignored = SILO_ERROR_INIT;
                 _cleanup_close_ int target = silo_open_in_root(ctx->rootfd, *p, O_PATH | O_NOFOLLOW, 0, &ignored);
@@ -511,25 +529,18 @@ static int mask_paths(struct silo_rootfs *ctx, silo_error *err)
                 struct stat st;
                 if (fstat(target, &st) < 0)
                         return silo_error_set(err, errno, "linux.maskedPaths: %s", *p);
+                /* A directory is hidden under an empty read-only tmpfs, a
+                 * file under the verified /dev/null. */
+                int source = ctx->devnull_fd;
                 if (S_ISDIR(st.st_mode)) {
-                        /* A directory is hidden under an empty read-only tmpfs. */
-                        _cleanup_close_ int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
-                        if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "size", "0", 0) < 0 ||
-                            fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0555", 0) < 0 ||
-                            fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
-                                return silo_error_set(err, errno, "linux.maskedPaths: tmpfs for %s", *p);
-                        _cleanup_close_ int mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-                                                          MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
-                        if (mnt < 0)
-                                return silo_error_set(err, errno, "linux.maskedPaths: tmpfs for %s", *p);
-                        int r = attach_tree(mnt, target, *p, err);
+                        int r = empty_tmpfs(&empty, err);
                         if (r < 0)
                                 return r;
-                } else {
-                        int r = bind_mount_fd(ctx->devnull_fd, NULL, target, false, 0, false, *p, NULL, err);
-                        if (r < 0)
-                                return silo_error_prefix(err, "linux.maskedPaths");
+                        source = empty;
                 }
+                int r = bind_mount_fd(source, NULL, target, false, 0, false, *p, NULL, err);
+                if (r < 0)
+                        return silo_error_prefix(err, "linux.maskedPaths");
         }
         return 0;
 }

@@ -542,10 +542,24 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
                 }
         }
 
+        /* Blocked from before the container exists, so a signal arriving at
+         * any point is forwarded to it rather than killing us and leaving it
+         * unsupervised. */
+        sigset_t fwd_set, old_mask;
+        sigemptyset(&fwd_set);
+        static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+        for (size_t i = 0; i < ARRAY_SIZE(forwarded); i++)
+                sigaddset(&fwd_set, forwarded[i]);
+        sigaddset(&fwd_set, SIGCHLD);
+        if (!detach)
+                sigprocmask(SIG_BLOCK, &fwd_set, &old_mask);
+
         r = create_init(&c, err);
         if (r < 0) {
                 rollback(&c);
                 ctx_release(&c);
+                if (!detach)
+                        sigprocmask(SIG_SETMASK, &old_mask, NULL);
                 return r;
         }
 
@@ -570,6 +584,8 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
                 silo_error keep = *err;
                 silo_container_delete(rt, id, true, NULL);
                 *err = keep;
+                if (!detach)
+                        sigprocmask(SIG_SETMASK, &old_mask, NULL);
                 return r;
         }
         if (detach) {
@@ -583,13 +599,6 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
                 close(master);
         }
         /* Forward the usual termination signals to the container while we wait. */
-        sigset_t set, old;
-        sigemptyset(&set);
-        int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
-        for (size_t i = 0; i < ARRAY_SIZE(fwd); i++)
-                sigaddset(&set, fwd[i]);
-        sigaddset(&set, SIGCHLD);
-        sigprocmask(SIG_BLOCK, &set, &old);
         int status = 0;
         for (;;) {
                 pid_t w = waitpid(pid, &status, WNOHANG);
@@ -599,11 +608,11 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
                         break;
                 siginfo_t si;
                 struct timespec ts = { 0, 100 * 1000 * 1000 };
-                int sig = sigtimedwait(&set, &si, &ts);
+                int sig = sigtimedwait(&fwd_set, &si, &ts);
                 if (sig > 0 && sig != SIGCHLD)
                         kill(pid, sig);
         }
-        sigprocmask(SIG_SETMASK, &old, NULL);
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
         silo_closep(&pidfd);
         *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         if (opts->keep)

@@ -41,6 +41,8 @@ static int run_hook(const struct silo_hook *h, const char *name, size_t index, c
                 return silo_error_set(err, errno, "hook %s[%zu]: fork", name, index);
         }
         if (pid == 0) {
+                /* Its own process group: a timeout kills whatever it started too. */
+                setpgid(0, 0);
                 dup2(in[0], 0);
                 dup2(out[1], 1);
                 dup2(out[1], 2);
@@ -52,6 +54,7 @@ static int run_hook(const struct silo_hook *h, const char *name, size_t index, c
                 _exit(127);
         }
         _cleanup_pid_ pid_t child = pid;
+        setpgid(pid, pid);      /* also here: no race with the child's own call */
         close(in[0]);
         close(out[1]);
 
@@ -69,53 +72,55 @@ static int run_hook(const struct silo_hook *h, const char *name, size_t index, c
         char output[HOOK_OUTPUT_MAX + 1];
         size_t out_len = 0;
         long deadline = h->timeout.set ? now_ms() + h->timeout.value * 1000 : -1;
-        bool timed_out = false;
-        for (;;) {
+        bool timed_out = false, exited = false;
+        /* Watch the hook itself, not just its output: a background child
+         * it leaves behind may hold the pipe open forever. */
+        _cleanup_close_ int pidfd = (int) syscall(SYS_pidfd_open, child, 0);
+        while (!exited) {
                 int wait_ms = deadline < 0 ? -1 : (int) (deadline - now_ms());
                 if (deadline >= 0 && wait_ms <= 0) {
                         timed_out = true;
                         break;
                 }
-                struct pollfd pfd = { out_r, POLLIN, 0 };
-                int pr = poll(&pfd, 1, wait_ms);
+                struct pollfd pfd[2] = { { out_r, POLLIN, 0 }, { pidfd, POLLIN, 0 } };
+                int pr = poll(pfd, 2, wait_ms);
                 if (pr < 0 && errno == EINTR)
                         continue;
+                if (pr < 0)
+                        return silo_error_set(err, errno, "hook %s[%zu]: poll", name, index);
                 if (pr == 0) {
                         timed_out = true;
                         break;
                 }
-                char buf[512];
-                ssize_t n = read(out_r, buf, sizeof(buf));
-                if (n <= 0)
-                        break;  /* EOF: every writer, hook included, closed */
-                size_t keep = (size_t) n < HOOK_OUTPUT_MAX - out_len ? (size_t) n : HOOK_OUTPUT_MAX - out_len;
-                memcpy(output + out_len, buf, keep);
-                out_len += keep;
+                exited = pfd[1].revents & POLLIN;
+                if (exited)
+                        fcntl(out_r, F_SETFL, O_NONBLOCK);      /* drain what is there, then stop */
+                for (;;) {
+                        char buf[512];
+                        ssize_t n = read(out_r, buf, sizeof(buf));
+                        if (n <= 0)
+                                break;
+                        size_t keep = (size_t) n < HOOK_OUTPUT_MAX - out_len ? (size_t) n : HOOK_OUTPUT_MAX - out_len;
+                        memcpy(output + out_len, buf, keep);
+                        out_len += keep;
+                        if (!exited)
+                                break;
+                }
         }
         output[out_len] = '\0';
         while (out_len && (output[out_len - 1] == '\n' || output[out_len - 1] == ' '))
                 output[--out_len] = '\0';
 
         if (timed_out) {
-                kill(child, SIGKILL);
+                kill(-child, SIGKILL);
                 waitpid(child, NULL, 0);
                 child = 0;
                 return silo_error_msg(err, ETIMEDOUT, "hook %s[%zu] (%s) timed out after %llds", name, index, h->path,
                                       (long long) h->timeout.value);
         }
-        /* The output pipe closed but the hook may live on: honour the timeout here too. */
         int status = 0;
-        for (;;) {
-                pid_t w = waitpid(child, &status, WNOHANG);
-                if (w == child)
-                        break;
-                if (w < 0 && errno != EINTR)
-                        return silo_error_set(err, errno, "hook %s[%zu]: wait", name, index);
-                if (deadline >= 0 && now_ms() >= deadline)
-                        return silo_error_msg(err, ETIMEDOUT, "hook %s[%zu] (%s) timed out after %llds", name, index,
-                                              h->path, (long long) h->timeout.value);
-                usleep(1000);
-        }
+        while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+                ;
         child = 0;
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
                 return 0;

@@ -78,17 +78,19 @@ static int parse_array(json_t *arr, const char *path, size_t elem_size, element_
         size_t n = json_array_size(arr);
         if (n == 0)
                 return 0;
-        _cleanup_free_ void *items = calloc(n, elem_size);
+        void *items = calloc(n, elem_size);
         if (!items)
                 return silo_error_set(err, ENOMEM, "%s", path);
+        /* Owned by the caller from here, zeroed, so that on a failure midway
+         * the caller's destructor frees what the elements already hold. */
+        *ret = items;
+        *ret_n = n;
         for (size_t i = 0; i < n; i++) {
                 char p[SILO_JSON_PATH_MAX];
                 int r = fn(json_array_get(arr, i), silo_json_path_index(p, path, i), (char *) items + i * elem_size, err);
                 if (r < 0)
                         return r;
         }
-        *ret = TAKE_PTR(items);
-        *ret_n = n;
         return 0;
 }
 
