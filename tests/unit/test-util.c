@@ -182,10 +182,14 @@ static void test_state_round_trip(void **state)
         struct silo_state st = { .id = "c1", .pid = getpid(), .bundle = "/b", .rootfs = "/b/rootfs",
                                  .created = "2026-01-01T00:00:00Z" };
         silo_pid_start_time(getpid(), &st.pid_start);
-        assert_int_equal(silo_state_write(dir, &st, NULL), 0);
+        assert_int_equal(silo_state_write(dir, &st, true, NULL), 0);
+        /* The first write is exclusive; later ones replace. */
+        assert_int_equal(silo_state_write(dir, &st, true, NULL), -EEXIST);
+        st.bundle = "/b2";
+        assert_int_equal(silo_state_write(dir, &st, false, NULL), 0);
         struct silo_state *back = NULL;
         assert_int_equal(silo_state_read(dir, &back, NULL), 0);
-        assert_string_equal(back->bundle, "/b");
+        assert_string_equal(back->bundle, "/b2");
         assert_int_equal(back->pid, getpid());
         /* Alive, no start.sock: running. */
         assert_int_equal(silo_state_status(dir, back), SILO_STATUS_RUNNING);

@@ -137,9 +137,11 @@ static int make_dirs_at(const struct cgroup_backend *backend, struct cgroup_hier
                 _cleanup_close_ int sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (sub < 0)
                         return silo_error_set(err, errno, "open %s/%s", h->mount, rel);
-                /* Also for directories that already existed (a cgroup made for
-                 * us beforehand): init_dir fills only what is still empty. */
-                if (backend->init_dir) {
+                /* Directories we made, and the container's own cgroup if it
+                 * was made for us beforehand (init_dir fills only what is
+                 * still empty); never a pre-existing parent. */
+                bool leaf = p[strspn(p, "/")] == '\0';
+                if (backend->init_dir && (made || leaf)) {
                         int r = backend->init_dir(h, fd, sub, err);
                         if (r < 0)
                                 return silo_error_prefix(err, "initialize %s/%s", h->mount, rel);

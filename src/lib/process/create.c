@@ -150,16 +150,27 @@ static bool joins_any(const struct create_ctx *c)
         return false;
 }
 
+/* The init must wait for the runtime only if the runtime still has work
+ * for it: a cgroup move, id maps, or hooks (which also need the init's pid). */
+static bool init_needs_go(const struct create_ctx *c, bool born_in_cgroup)
+{
+        const struct silo_hooks *h = &c->spec->hooks;
+        return !born_in_cgroup || c->new_userns || h->n[SILO_HOOK_PRESTART] || h->n[SILO_HOOK_CREATE_RUNTIME] ||
+               h->n[SILO_HOOK_CREATE_CONTAINER] || h->n[SILO_HOOK_START_CONTAINER];
+}
+
 static int spawn_init(struct create_ctx *c, silo_error *err)
 {
         uint64_t flags = new_ns_flags(c->spec);
         _cleanup_close_ int cgroup_fd = silo_cgroup_clone_fd(c->cg, NULL);
+        c->wait_for_go = init_needs_go(c, cgroup_fd >= 0 && !joins_any(c));
 
         if (!joins_any(c)) {
                 pid_t pid = clone3_into(flags, SIGCHLD, cgroup_fd);
                 if (pid < 0 && cgroup_fd >= 0 && errno != ENOMEM) {
                         /* Not in this kernel or this cgroup: the moved-later path. */
                         close(TAKE_FD(cgroup_fd));
+                        c->wait_for_go = true;
                         pid = clone3_into(flags, SIGCHLD, -1);
                 }
                 if (pid < 0)
@@ -388,13 +399,6 @@ static int create_init(struct create_ctx *c, silo_error *err)
                 return r;
         c->state_created = true;
 
-        _cleanup_free_ char *config = json_dumps(c->spec->json, JSON_COMPACT);
-        if (!config)
-                return silo_error_set(err, ENOMEM, "config");
-        r = silo_write_file_replace_at(c->statefd, "config.json", config, strlen(config), 0600, err);
-        if (r < 0)
-                return r;
-
         r = silo_cgroup_create(&c->rt->cgroup, c->spec->cgroups_path, c->id, &c->cg, err);
         if (r < 0)
                 return silo_error_prefix(err, "linux.cgroupsPath");
@@ -441,33 +445,30 @@ static int create_init(struct create_ctx *c, silo_error *err)
                         return r;
         }
 
-        _cleanup_free_ char *hook_state = silo_hook_state_json(c->id, "creating", c->pid, c->bundle_abs,
-                                                               c->spec->annotations);
-        if (!hook_state)
-                return silo_error_set(err, ENOMEM, "hook state");
-        r = silo_hooks_run(c->spec, SILO_HOOK_PRESTART, hook_state, err);
-        if (r == 0)
-                r = silo_hooks_run(c->spec, SILO_HOOK_CREATE_RUNTIME, hook_state, err);
-        if (r < 0)
-                return r;
+        if (c->wait_for_go) {
+                _cleanup_free_ char *hook_state = silo_hook_state_json(c->id, "creating", c->pid, c->bundle_abs,
+                                                                       c->spec->annotations);
+                if (!hook_state)
+                        return silo_error_set(err, ENOMEM, "hook state");
+                r = silo_hooks_run(c->spec, SILO_HOOK_PRESTART, hook_state, err);
+                if (r == 0)
+                        r = silo_hooks_run(c->spec, SILO_HOOK_CREATE_RUNTIME, hook_state, err);
+                if (r < 0)
+                        return r;
+                r = silo_sync_send(c->sync_parent, SILO_SYNC_GO, 0, hook_state, strlen(hook_state), -1);
+                if (r < 0)
+                        return silo_error_set(err, -r, "signal container init");
+        }
 
-        r = silo_sync_send(c->sync_parent, SILO_SYNC_GO, 0, hook_state, strlen(hook_state), -1);
-        if (r < 0)
-                return silo_error_set(err, -r, "signal container init");
-        struct silo_sync_msg *msg = malloc(sizeof(*msg));
-        if (!msg)
-                return silo_error_set(err, ENOMEM, "sync");
-        r = silo_sync_expect(c->sync_parent, SILO_SYNC_READY, msg, "container init", err);
-        free(msg);
-        if (r < 0)
-                return r;
-
+        /* Recorded while the init builds its rootfs: the two overlap.  The
+         * directory is locked until we exit, so nobody reads it early. */
         struct silo_state st = {
                 .id = (char *) c->id,
                 .pid = c->pid,
                 .bundle = c->bundle_abs,
                 .rootfs = c->rootfs_abs,
                 .annotations = c->spec->annotations,
+                .config = c->spec->json,
                 .own_pid_ns = c->spec->ns[SILO_NS_PID].wanted && !c->spec->ns[SILO_NS_PID].path,
         };
         char created[64];
@@ -476,7 +477,15 @@ static int create_init(struct create_ctx *c, silo_error *err)
         silo_pid_start_time(c->pid, &st.pid_start);
         _cleanup_json_ json_t *cg = silo_cgroup_save(c->cg);
         st.cgroup = cg;
-        r = silo_state_write(c->statefd, &st, err);
+        r = silo_state_write(c->statefd, &st, true, err);
+        if (r < 0)
+                return r;
+
+        struct silo_sync_msg *msg = malloc(sizeof(*msg));
+        if (!msg)
+                return silo_error_set(err, ENOMEM, "sync");
+        r = silo_sync_expect(c->sync_parent, SILO_SYNC_READY, msg, "container init", err);
+        free(msg);
         if (r < 0)
                 return r;
         if (c->pid_file[0]) {
@@ -564,9 +573,8 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
         }
 
         int master = -1;
-        if (c.console_local >= 0) {
+        if (c.console_local >= 0)
                 master = silo_recv_fd(c.console_local);
-        }
         pid_t pid = c.pid;
         c.pid = 0;      /* from here the state directory tracks it */
         r = silo_start_connected(c.statefd, id, c.spec->json, err);
@@ -576,21 +584,20 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
                 if (hs && silo_hooks_run(c.spec, SILO_HOOK_POSTSTART, hs, &e) < 0 && rt->warn)
                         rt->warn(rt->userdata, e.message);
         }
+        /* Let other commands (state, exec, kill) at it while it runs. */
         silo_closep(&c.statefd);
         c.statefd = -1;
-        ctx_release(&c);
-        if (r < 0) {
+        if (r < 0 || detach) {
                 silo_closep(&master);
-                silo_error keep = *err;
-                silo_container_delete(rt, id, true, NULL);
-                *err = keep;
+                ctx_release(&c);
+                if (r < 0) {
+                        silo_error keep = *err;
+                        silo_container_delete(rt, id, true, NULL);
+                        *err = keep;
+                }
                 if (!detach)
                         sigprocmask(SIG_SETMASK, &old_mask, NULL);
                 return r;
-        }
-        if (detach) {
-                silo_closep(&master);
-                return 0;
         }
 
         int pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
@@ -615,7 +622,26 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
         sigprocmask(SIG_SETMASK, &old_mask, NULL);
         silo_closep(&pidfd);
         *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (opts->keep)
+        if (opts->keep) {
+                ctx_release(&c);
                 return 0;
-        return silo_container_delete(rt, id, true, err);
+        }
+
+        /* Tear down from what we hold instead of re-reading the state, under
+         * the directory's lock (a concurrent `delete` may have won). */
+        _cleanup_close_ int statefd = -1;
+        r = silo_state_dir_open(c.state_rootfd, id, &statefd, NULL);
+        if (r == 0) {
+                struct silo_state st = {
+                        /* pid 0: already reaped, its number may be someone else's now. */
+                        .id = (char *) id, .pid = 0, .bundle = c.bundle_abs, .rootfs = c.rootfs_abs,
+                        .annotations = c.spec->annotations,
+                        .own_pid_ns = c.spec->ns[SILO_NS_PID].wanted && !c.spec->ns[SILO_NS_PID].path,
+                };
+                r = silo_container_teardown(rt, id, &st, c.cg, c.spec, err);
+        } else {
+                r = 0;
+        }
+        ctx_release(&c);
+        return r;
 }

@@ -222,7 +222,9 @@ int silo_container_exec(const struct silo_runtime *rt, const char *id, json_t *p
 
         struct exec_ctx x = { .opts = opts, .pidfd = -1, .sync_parent = -1, .sync_child = -1, .console_fd = -1 };
         _cleanup_(spec_freep) struct silo_spec *spec = NULL;
-        r = silo_spec_load_at(statefd, "config.json", &spec, err);
+        if (!st->config)
+                return silo_error_msg(err, ENOENT, "container %s: no config recorded", id);
+        r = silo_spec_from_json(st->config, &spec, err);
         if (r < 0)
                 return r;
         x.spec = spec;

@@ -127,14 +127,19 @@ void silo_init_main(struct create_ctx *c)
         /* Only 0-2, the preserved fds and our own CLOEXEC fds may survive exec. */
         syscall(SYS_close_range, 3 + c->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
 
-        struct silo_sync_msg *msg = malloc(sizeof(*msg));
-        if (!msg)
-                _exit(1);
-        r = silo_sync_recv(sync, msg);
-        if (r < 0 || msg->type != SILO_SYNC_GO)
-                _exit(1);
-        _cleanup_free_ char *state_json = strdup(msg->payload);
-        free(msg);
+        /* The hook state (with our host pid) comes with GO; without hooks
+         * there may be no GO at all (see init_needs_go()). */
+        _cleanup_free_ char *state_json = NULL;
+        if (c->wait_for_go) {
+                struct silo_sync_msg *msg = malloc(sizeof(*msg));
+                if (!msg)
+                        _exit(1);
+                r = silo_sync_recv(sync, msg);
+                if (r < 0 || msg->type != SILO_SYNC_GO)
+                        _exit(1);
+                state_json = strdup(msg->payload);
+                free(msg);
+        }
 
         if (c->new_userns && become_ns_root(&err) < 0)
                 silo_sync_fail(sync, &err);

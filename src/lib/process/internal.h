@@ -39,6 +39,7 @@ struct create_ctx {
 
         pid_t pid;
         bool born_in_cgroup;            /* clone3(CLONE_INTO_CGROUP) placed it */
+        bool wait_for_go;               /* the init waits for SILO_SYNC_GO before setting up */
         int pidfd;
 };
 
@@ -51,6 +52,12 @@ int silo_start_connected(int statefd, const char *id, json_t *config, silo_error
 /* Loads the state of a container (locked dir fd in *ret_statefd). */
 int silo_container_open(const struct silo_runtime *rt, const char *id, int *ret_statefd, struct silo_state **ret_state,
                         silo_error *err);
+
+/* Everything delete does once the container's objects are at hand: stop
+ * what is left, remove the cgroup, poststop hooks, remove the state.  The
+ * caller holds the state directory's lock. */
+int silo_container_teardown(const struct silo_runtime *rt, const char *id, const struct silo_state *st, silo_cgroup *cg,
+                            const struct silo_spec *spec, silo_error *err);
 
 /* The state JSON a hook receives. */
 char *silo_hook_state_json(const char *id, const char *status, pid_t pid, const char *bundle, json_t *annotations);

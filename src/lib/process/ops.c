@@ -54,9 +54,11 @@ int silo_container_open(const struct silo_runtime *rt, const char *id, int *ret_
         return 0;
 }
 
-static int load_config(int statefd, struct silo_spec **ret, silo_error *err)
+static int load_config(const struct silo_state *st, struct silo_spec **ret, silo_error *err)
 {
-        return silo_spec_load_at(statefd, "config.json", ret, err);
+        if (!st->config)
+                return silo_error_msg(err, ENOENT, "container %s: no config recorded", st->id);
+        return silo_spec_from_json(st->config, ret, err);
 }
 
 int silo_pidfd_open_checked(pid_t pid, unsigned long long start_time, silo_error *err)
@@ -115,10 +117,8 @@ int silo_start_connected(int statefd, const char *id, json_t *config, silo_error
         unlinkat(statefd, "start.sock", 0);
 
         _cleanup_(state_freep) struct silo_state *st = NULL;
-        if (silo_state_read(statefd, &st, NULL) == 0) {
-                st->started = true;
-                silo_state_write(statefd, st, NULL);
-        }
+        if (json_object_get(json_object_get(json_object_get(config, "linux"), "seccomp"), "listenerPath"))
+                silo_state_read(statefd, &st, NULL);    /* the pid for the listener's state */
 
         _cleanup_free_ struct silo_sync_msg *msg = malloc(sizeof(*msg));
         if (!msg)
@@ -152,7 +152,7 @@ int silo_container_start(const struct silo_runtime *rt, const char *id, silo_err
                 return silo_error_msg(err, EINVAL, "cannot start container \"%s\": it is %s, not created", id,
                                       silo_status_name(status));
         _cleanup_(spec_freep) struct silo_spec *spec = NULL;
-        r = load_config(statefd, &spec, err);
+        r = load_config(st, &spec, err);
         if (r < 0)
                 return r;
         r = silo_start_connected(statefd, id, spec->json, err);
@@ -202,7 +202,7 @@ int silo_container_kill(const struct silo_runtime *rt, const char *id, int sig, 
 /* Stops everything in the container and waits for the init to be gone. */
 static void stop_all(const struct silo_state *st, silo_cgroup *cg)
 {
-        _cleanup_close_ int pidfd = (int) syscall(SYS_pidfd_open, st->pid, 0);
+        _cleanup_close_ int pidfd = st->pid > 0 ? (int) syscall(SYS_pidfd_open, st->pid, 0) : -1;
         if (pidfd >= 0 && !silo_pid_matches(st->pid, st->pid_start))
                 close(TAKE_FD(pidfd));
         if (pidfd >= 0)
@@ -226,9 +226,31 @@ static void stop_all(const struct silo_state *st, silo_cgroup *cg)
         }
 }
 
+int silo_container_teardown(const struct silo_runtime *rt, const char *id, const struct silo_state *st, silo_cgroup *cg,
+                            const struct silo_spec *spec, silo_error *err)
+{
+        stop_all(st, cg);
+        if (cg) {
+                silo_error e = SILO_ERROR_INIT;
+                if (silo_cgroup_destroy(cg, &e) < 0)
+                        warn(rt, &e);
+        }
+        if (spec && spec->hooks.n[SILO_HOOK_POSTSTOP]) {
+                _cleanup_free_ char *hs = silo_hook_state_json(id, "stopped", 0, st->bundle, st->annotations);
+                silo_error e = SILO_ERROR_INIT;
+                if (hs && silo_hooks_run(spec, SILO_HOOK_POSTSTOP, hs, &e) < 0)
+                        warn(rt, &e);
+        }
+        _cleanup_close_ int rootfd = -1;
+        int r = silo_state_root_open(rt->state_root, false, &rootfd, err);
+        if (r < 0)
+                return r;
+        return silo_state_dir_remove(rootfd, id, err);
+}
+
 int silo_container_delete(const struct silo_runtime *rt, const char *id, bool force, silo_error *err)
 {
-        _cleanup_close_ int rootfd = -1, statefd = -1;
+        _cleanup_close_ int statefd = -1;
         _cleanup_(state_freep) struct silo_state *st = NULL;
         int r = silo_container_open(rt, id, &statefd, &st, err);
         if (r < 0)
@@ -241,25 +263,9 @@ int silo_container_delete(const struct silo_runtime *rt, const char *id, bool fo
         _cleanup_(cgroup_freep) silo_cgroup *cg = NULL;
         if (st->cgroup)
                 silo_cgroup_load(st->cgroup, &cg, NULL);
-        stop_all(st, cg);
-        if (cg) {
-                silo_error e = SILO_ERROR_INIT;
-                if (silo_cgroup_destroy(cg, &e) < 0)
-                        warn(rt, &e);
-        }
-
         _cleanup_(spec_freep) struct silo_spec *spec = NULL;
-        if (load_config(statefd, &spec, NULL) == 0 && spec->hooks.n[SILO_HOOK_POSTSTOP]) {
-                _cleanup_free_ char *hs = silo_hook_state_json(id, "stopped", 0, st->bundle, st->annotations);
-                silo_error e = SILO_ERROR_INIT;
-                if (hs && silo_hooks_run(spec, SILO_HOOK_POSTSTOP, hs, &e) < 0)
-                        warn(rt, &e);
-        }
-
-        r = silo_state_root_open(rt->state_root, false, &rootfd, err);
-        if (r < 0)
-                return r;
-        return silo_state_dir_remove(rootfd, id, err);
+        load_config(st, &spec, NULL);
+        return silo_container_teardown(rt, id, st, cg, spec, err);
 }
 
 static int set_frozen(const struct silo_runtime *rt, const char *id, bool frozen, silo_error *err)
@@ -365,8 +371,8 @@ int silo_container_update(const struct silo_runtime *rt, const char *id, json_t 
                 return r;
 
         /* Keep the stored config in step, so later reads see the new limits. */
-        _cleanup_json_ json_t *config = NULL;
-        if (silo_json_load_file_at(statefd, "config.json", SILO_CONFIG_MAX_BYTES, &config, NULL) == 0) {
+        json_t *config = st->config;
+        if (config) {
                 json_t *lx = json_object_get(config, "linux");
                 if (!lx) {
                         lx = json_object();
@@ -378,9 +384,7 @@ int silo_container_update(const struct silo_runtime *rt, const char *id, json_t 
                         json_object_set_new(lx, "resources", cur);
                 }
                 json_object_update_recursive(cur, resources);
-                _cleanup_free_ char *s = json_dumps(config, JSON_COMPACT);
-                if (s)
-                        silo_write_file_replace_at(statefd, "config.json", s, strlen(s), 0600, NULL);
+                silo_state_write(statefd, st, false, NULL);
         }
         return 0;
 }
@@ -422,5 +426,8 @@ int silo_container_config(const struct silo_runtime *rt, const char *id, json_t 
         int r = silo_container_open(rt, id, &statefd, &st, err);
         if (r < 0)
                 return r;
-        return silo_json_load_file_at(statefd, "config.json", SILO_CONFIG_MAX_BYTES, ret, err);
+        if (!st->config)
+                return silo_error_msg(err, ENOENT, "container %s: no config recorded", id);
+        *ret = json_incref(st->config);
+        return 0;
 }

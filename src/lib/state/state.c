@@ -102,9 +102,9 @@ int silo_state_dir_remove(int rootfd, const char *id, silo_error *err)
         return silo_rm_rf_at(rootfd, id, err);
 }
 
-int silo_state_write(int dirfd, const struct silo_state *st, silo_error *err)
+int silo_state_write(int dirfd, const struct silo_state *st, bool create, silo_error *err)
 {
-        _cleanup_json_ json_t *j = json_pack("{ss sI sI ss ss ss ss sb sb}",
+        _cleanup_json_ json_t *j = json_pack("{ss sI sI ss ss ss ss sb}",
                                              "id", st->id,
                                              "pid", (json_int_t) st->pid,
                                              "pidStart", (json_int_t) st->pid_start,
@@ -112,18 +112,33 @@ int silo_state_write(int dirfd, const struct silo_state *st, silo_error *err)
                                              "rootfs", st->rootfs,
                                              "created", st->created,
                                              "owner", st->owner ? st->owner : "",
-                                             "ownPidNamespace", st->own_pid_ns,
-                                             "started", st->started);
+                                             "ownPidNamespace", st->own_pid_ns);
         if (!j)
                 return silo_error_set(err, ENOMEM, "state");
         if (st->annotations)
                 json_object_set(j, "annotations", st->annotations);
         if (st->cgroup)
                 json_object_set(j, "cgroup", st->cgroup);
+        if (st->config)
+                json_object_set(j, "config", st->config);
         _cleanup_free_ char *s = json_dumps(j, JSON_COMPACT);
         if (!s)
                 return silo_error_set(err, ENOMEM, "state");
-        return silo_write_file_replace_at(dirfd, "state.json", s, strlen(s), 0600, err);
+        if (!create)
+                return silo_write_file_replace_at(dirfd, "state.json", s, strlen(s), 0600, err);
+        _cleanup_close_ int fd = openat(dirfd, "state.json", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return silo_error_set(err, errno, "create state.json");
+        size_t len = strlen(s);
+        for (size_t off = 0; off < len;) {
+                ssize_t n = write(fd, s + off, len - off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return silo_error_set(err, n < 0 ? errno : EIO, "write state.json");
+                off += (size_t) n;
+        }
+        return 0;
 }
 
 struct silo_state *silo_state_free(struct silo_state *st)
@@ -137,6 +152,7 @@ struct silo_state *silo_state_free(struct silo_state *st)
         free(st->owner);
         json_decref(st->annotations);
         json_decref(st->cgroup);
+        json_decref(st->config);
         free(st);
         return NULL;
 }
@@ -152,8 +168,8 @@ int silo_state_read(int dirfd, struct silo_state **ret, silo_error *err)
         struct {
                 const char *id, *bundle, *rootfs, *created, *owner;
                 int64_t pid, pid_start;
-                bool own_pid_ns, started;
-                json_t *annotations, *cgroup;
+                bool own_pid_ns;
+                json_t *annotations, *cgroup, *config;
         } raw = { 0 };
         const struct silo_json_field fields[] = {
                 { "id", SILO_JSON_STRING, offsetof(__typeof__(raw), id), SILO_JSON_REQUIRED },
@@ -164,9 +180,9 @@ int silo_state_read(int dirfd, struct silo_state **ret, silo_error *err)
                 { "created", SILO_JSON_STRING, offsetof(__typeof__(raw), created), 0 },
                 { "owner", SILO_JSON_STRING, offsetof(__typeof__(raw), owner), 0 },
                 { "ownPidNamespace", SILO_JSON_BOOL, offsetof(__typeof__(raw), own_pid_ns), 0 },
-                { "started", SILO_JSON_BOOL, offsetof(__typeof__(raw), started), 0 },
                 { "annotations", SILO_JSON_OBJECT, offsetof(__typeof__(raw), annotations), SILO_JSON_NULLABLE },
                 { "cgroup", SILO_JSON_OBJECT, offsetof(__typeof__(raw), cgroup), SILO_JSON_NULLABLE },
+                { "config", SILO_JSON_OBJECT, offsetof(__typeof__(raw), config), SILO_JSON_NULLABLE },
                 { NULL },
         };
         r = silo_json_dispatch(j, "state.json", fields, &raw, err);
@@ -185,9 +201,9 @@ int silo_state_read(int dirfd, struct silo_state **ret, silo_error *err)
         st->pid = (pid_t) raw.pid;
         st->pid_start = (unsigned long long) raw.pid_start;
         st->own_pid_ns = raw.own_pid_ns;
-        st->started = raw.started;
         st->annotations = raw.annotations ? json_incref(raw.annotations) : NULL;
         st->cgroup = raw.cgroup ? json_incref(raw.cgroup) : NULL;
+        st->config = raw.config ? json_incref(raw.config) : NULL;
         *ret = TAKE_PTR(st);
         return 0;
 }

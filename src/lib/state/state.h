@@ -34,8 +34,8 @@ struct silo_state {
         char *owner;
         json_t *annotations;
         json_t *cgroup;                 /* silo_cgroup_save() output */
+        json_t *config;                 /* config.json at create time (updated by `update`) */
         bool own_pid_ns;                /* killing init kills everything */
-        bool started;
 };
 
 const char *silo_status_name(enum silo_status s);
@@ -53,7 +53,9 @@ int silo_state_dir_create(int rootfd, const char *id, int *ret_dirfd, silo_error
 int silo_state_dir_open(int rootfd, const char *id, int *ret_dirfd, silo_error *err);
 int silo_state_dir_remove(int rootfd, const char *id, silo_error *err);
 
-int silo_state_write(int dirfd, const struct silo_state *st, silo_error *err);
+/* create = true for the first write into a fresh directory (no temp file:
+ * nobody can see it before the lock is released); otherwise replaced atomically. */
+int silo_state_write(int dirfd, const struct silo_state *st, bool create, silo_error *err);
 int silo_state_read(int dirfd, struct silo_state **ret, silo_error *err);
 struct silo_state *silo_state_free(struct silo_state *st);
 
