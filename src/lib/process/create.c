@@ -412,9 +412,11 @@ static int create_init(struct create_ctx *c, silo_error *err)
                         return silo_error_prefix(err, "linux.resources");
         }
 
-        c->listen_fd = make_start_socket(c->statefd, err);
-        if (c->listen_fd < 0)
-                return c->listen_fd;
+        if (!c->autostart) {
+                c->listen_fd = make_start_socket(c->statefd, err);
+                if (c->listen_fd < 0)
+                        return c->listen_fd;
+        }
         int sp[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return silo_error_set(err, errno, "socketpair");
@@ -563,6 +565,7 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
         if (!detach)
                 sigprocmask(SIG_BLOCK, &fwd_set, &old_mask);
 
+        c.autostart = true;
         r = create_init(&c, err);
         if (r < 0) {
                 rollback(&c);
@@ -577,7 +580,7 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
                 master = silo_recv_fd(c.console_local);
         pid_t pid = c.pid;
         c.pid = 0;      /* from here the state directory tracks it */
-        r = silo_start_connected(c.statefd, id, c.spec->json, err);
+        r = silo_wait_exec(c.sync_parent, c.spec->json, id, pid, err);
         if (r == 0 && c.spec->hooks.n[SILO_HOOK_POSTSTART]) {
                 _cleanup_free_ char *hs = silo_hook_state_json(id, "running", pid, c.bundle_abs, c.spec->annotations);
                 silo_error e = SILO_ERROR_INIT;

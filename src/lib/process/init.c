@@ -186,18 +186,20 @@ void silo_init_main(struct create_ctx *c)
         if (spec->seccomp && silo_seccomp_prepare(spec->seccomp, &err) < 0)
                 silo_sync_fail(sync, &err);
 
-        /* Ready: the parent records the state and exits; we wait for start. */
+        /* Ready: the parent records the state and exits; we wait for start.
+         * `run` starts at once: the sync socket then plays start's part. */
         if (silo_sync_send(sync, SILO_SYNC_READY, 0, NULL, 0, -1) < 0)
                 _exit(1);
-        close(sync);
-
-        int conn;
-        do
-                conn = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        while (conn < 0 && errno == EINTR);
-        if (conn < 0)
-                _exit(1);
-        close(c->listen_fd);
+        int conn = sync;
+        if (!c->autostart) {
+                close(sync);
+                do
+                        conn = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                while (conn < 0 && errno == EINTR);
+                if (conn < 0)
+                        _exit(1);
+                close(c->listen_fd);
+        }
 
         if (spec->hooks.n[SILO_HOOK_START_CONTAINER] &&
             silo_hooks_run(spec, SILO_HOOK_START_CONTAINER, state_json, &err) < 0)

@@ -40,14 +40,18 @@ struct create_ctx {
         pid_t pid;
         bool born_in_cgroup;            /* clone3(CLONE_INTO_CGROUP) placed it */
         bool wait_for_go;               /* the init waits for SILO_SYNC_GO before setting up */
+        bool autostart;                 /* run: no start.sock, the init goes on after READY */
         int pidfd;
 };
 
 /* Never returns: runs in the cloned init process. */
 __attribute__((noreturn)) void silo_init_main(struct create_ctx *c);
 
-/* Shared by start and run: connects to start.sock and waits for the exec. */
+/* start: connects to start.sock and waits for the exec. */
 int silo_start_connected(int statefd, const char *id, json_t *config, silo_error *err);
+/* Waits on a socket to the init until its execve (EOF), forwarding a
+ * seccomp listener fd; an error message from the init becomes *err. */
+int silo_wait_exec(int sock, json_t *config, const char *id, pid_t pid, silo_error *err);
 
 /* Loads the state of a container (locked dir fd in *ret_statefd). */
 int silo_container_open(const struct silo_runtime *rt, const char *id, int *ret_statefd, struct silo_state **ret_state,

@@ -104,6 +104,28 @@ int silo_forward_notify_fd(json_t *config, const char *id, pid_t pid, int fd, si
         return silo_seccomp_send_notify_fd(listener, state, fd, err);
 }
 
+int silo_wait_exec(int sock, json_t *config, const char *id, pid_t pid, silo_error *err)
+{
+        _cleanup_free_ struct silo_sync_msg *msg = malloc(sizeof(*msg));
+        if (!msg)
+                return silo_error_set(err, ENOMEM, "start");
+        for (;;) {
+                int r = silo_sync_recv(sock, msg);
+                if (r == -EPIPE)
+                        return 0;       /* execve closed the socket: the program runs */
+                if (r < 0)
+                        return silo_error_set(err, -r, "start: read from container init");
+                if (msg->type == SILO_SYNC_ERROR)
+                        return silo_error_msg(err, msg->value > 0 ? msg->value : EINVAL, "%s", msg->payload);
+                if (msg->type == SILO_SYNC_FD && msg->fd >= 0) {
+                        _cleanup_close_ int fd = msg->fd;
+                        r = silo_forward_notify_fd(config, id, pid, fd, err);
+                        if (r < 0)
+                                return r;
+                }
+        }
+}
+
 int silo_start_connected(int statefd, const char *id, json_t *config, silo_error *err)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -119,25 +141,7 @@ int silo_start_connected(int statefd, const char *id, json_t *config, silo_error
         _cleanup_(state_freep) struct silo_state *st = NULL;
         if (json_object_get(json_object_get(json_object_get(config, "linux"), "seccomp"), "listenerPath"))
                 silo_state_read(statefd, &st, NULL);    /* the pid for the listener's state */
-
-        _cleanup_free_ struct silo_sync_msg *msg = malloc(sizeof(*msg));
-        if (!msg)
-                return silo_error_set(err, ENOMEM, "start");
-        for (;;) {
-                int r = silo_sync_recv(conn, msg);
-                if (r == -EPIPE)
-                        return 0;       /* execve closed the socket: the program runs */
-                if (r < 0)
-                        return silo_error_set(err, -r, "start: read from container init");
-                if (msg->type == SILO_SYNC_ERROR)
-                        return silo_error_msg(err, msg->value > 0 ? msg->value : EINVAL, "%s", msg->payload);
-                if (msg->type == SILO_SYNC_FD && msg->fd >= 0) {
-                        _cleanup_close_ int fd = msg->fd;
-                        r = silo_forward_notify_fd(config, id, st ? st->pid : 0, fd, err);
-                        if (r < 0)
-                                return r;
-                }
-        }
+        return silo_wait_exec(conn, config, id, st ? st->pid : 0, err);
 }
 
 int silo_container_start(const struct silo_runtime *rt, const char *id, silo_error *err)
@@ -205,6 +209,11 @@ static void stop_all(const struct silo_state *st, silo_cgroup *cg)
         _cleanup_close_ int pidfd = st->pid > 0 ? (int) syscall(SYS_pidfd_open, st->pid, 0) : -1;
         if (pidfd >= 0 && !silo_pid_matches(st->pid, st->pid_start))
                 close(TAKE_FD(pidfd));
+        /* An init that was pid 1 of its own namespace and is gone took every
+         * process of that namespace with it: the kernel waits for them all
+         * before the init's exit completes. */
+        if (pidfd < 0 && st->own_pid_ns)
+                return;
         if (pidfd >= 0)
                 syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
         if (cg) {

@@ -112,6 +112,10 @@ static int push_blob_once(reg_client *c, const struct push_blob *b, bool *retrya
                 location = TAKE_PTR(resp.location);
         }
 
+        /* What leaves the store is verified first, like everything read back. */
+        r = silo_store_blob_verify(c->store, b->digest, err);
+        if (r < 0)
+                goto out;
         r = silo_store_blob_open(c->store, b->digest, &fd, err);
         if (r < 0)
                 goto out;
