@@ -332,3 +332,14 @@ def test_progress_bars_on_a_terminal(silo, registry):
     assert proc.returncode == 0, text
     assert "\033[" in text          # cursor movement: bars redrawn in place
     assert "downloading [" in text and "kB/" in text and "done" in text
+
+
+def test_push_verifies_store_blobs(silo, busybox_image, registry):
+    layer = silo.inspect(busybox_image)["ManifestLayers"][0]["digest"]
+    path = os.path.join(silo.root, "blobs/sha256", layer.split(":")[1])
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xff\xff\xff")
+    err = silo.fail("push", busybox_image, f"{registry.host}/corrupt/bb:1")
+    assert f"blob {layer} is corrupt" in err

@@ -4,6 +4,7 @@ skipped only when SILO_RUNTIME names another runtime)."""
 
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -354,4 +355,52 @@ def test_runtime_environment_not_leaked(rt, bundle):
     res = rt.exec(bundle.cid, "env", env=env)
     res.check()
     assert not any("hunter2" in e for e in res.json["env"])
+    rt.delete(bundle.cid, force=True).check()
+
+
+@pytest.mark.silo_only
+def test_immutable_install_needs_no_reexec_and_stays_safe(rt, bundle):
+    """An immutable runtime binary (chattr +i) is already out of a container's
+    reach: silo-runtime runs it as is, without the protective re-exec, and the
+    exec attack still cannot write it."""
+    immutable = os.path.join(rt.test_dir, "silo-runtime-immutable")
+    shutil.copy2(os.path.realpath(h.RUNTIME), immutable)
+    subprocess.run(["chattr", "+i", immutable], check=True)
+    original = rt.binary
+    try:
+        before = h.sha256_file(immutable)
+        write_exe_script(bundle)
+        bundle.args("exe-watch", "4")
+        rt.binary = immutable
+        res = rt.run(bundle, detach=True)
+        res.check()
+        # The init ran straight from the immutable file: no re-exec from a
+        # detached read-only mount (whose /proc/PID/exe would not name it).
+        pid = rt.state(bundle.cid)["pid"]
+        time.sleep(0.3)
+        for _ in range(3):
+            rt.exec(bundle.cid, "/evil.sh", timeout=20)
+        rt.wait_status(bundle.cid, "stopped", timeout=20)
+        with open(res.stdout_path) as f:
+            report = h.parse_json_output(f.read())
+        for r in report["seen"]:
+            assert not r.get("write_ok") and not r.get("reopen_write_ok"), r
+        assert h.sha256_file(immutable) == before
+        assert pid > 0
+        rt.delete(bundle.cid).check()
+    finally:
+        rt.binary = original
+        subprocess.run(["chattr", "-i", immutable], check=True)
+        os.unlink(immutable)
+
+
+@pytest.mark.silo_only
+def test_reexec_runs_from_read_only_mount(rt, bundle):
+    """The default install: the init runs the runtime image from a detached
+    read-only mount, so even a writable handle on /proc/PID/exe fails (EROFS)."""
+    bundle.args("sleep", "60")
+    rt.run(bundle, detach=True).check()
+    res = rt.exec(bundle.cid, "try-exe-write")
+    res.check()
+    assert res.json["self"]["write_ok"] is False
     rt.delete(bundle.cid, force=True).check()

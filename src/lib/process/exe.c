@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/memfd.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 #include <sys/sendfile.h>
@@ -63,8 +65,13 @@ int silo_exe_ensure_protected(char **argv, char **envp, silo_error *err)
         _cleanup_close_ int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
         if (self < 0)
                 return silo_error_set(err, errno, "open /proc/self/exe");
+        /* Already out of a container's reach: a sealed memfd, a read-only
+         * mount, or an immutable file (which even root cannot write without
+         * CAP_LINUX_IMMUTABLE, a capability containers are not given). */
         struct statvfs sv;
-        if (is_sealed(self) || (fstatvfs(self, &sv) == 0 && (sv.f_flag & ST_RDONLY)))
+        int attr = 0;
+        if (is_sealed(self) || (fstatvfs(self, &sv) == 0 && (sv.f_flag & ST_RDONLY)) ||
+            (ioctl(self, FS_IOC_GETFLAGS, &attr) == 0 && (attr & FS_IMMUTABLE_FL)))
                 return 0;
 
         /* A private read-only bind of just this file, attached nowhere. */
