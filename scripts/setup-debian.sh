@@ -4,7 +4,7 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 packages="meson ninja-build pkg-config gcc libc6-dev
  libjansson-dev libseccomp-dev libcap-dev libarchive-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libsqlite3-dev
- libcmocka-dev python3-pytest busybox-static procps iproute2 util-linux"
+ libcmocka-dev python3-pytest busybox-static procps iproute2 util-linux strace e2fsprogs"
 # Real clients and comparison runtimes the integration tests drive.
 clients="runc crun podman containerd skopeo umoci docker-registry apache2-utils openssl"
 missing=""

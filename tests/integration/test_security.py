@@ -374,8 +374,6 @@ def test_immutable_install_needs_no_reexec_and_stays_safe(rt, bundle):
         rt.binary = immutable
         res = rt.run(bundle, detach=True)
         res.check()
-        # The init ran straight from the immutable file: no re-exec from a
-        # detached read-only mount (whose /proc/PID/exe would not name it).
         pid = rt.state(bundle.cid)["pid"]
         time.sleep(0.3)
         for _ in range(3):
@@ -388,6 +386,18 @@ def test_immutable_install_needs_no_reexec_and_stays_safe(rt, bundle):
         assert h.sha256_file(immutable) == before
         assert pid > 0
         rt.delete(bundle.cid).check()
+
+        # No re-exec: the only execs are the caller's and the container's.
+        trace = os.path.join(rt.test_dir, "trace")
+        bundle.args("/bin/true")
+        bundle.write()
+        p = subprocess.run(["strace", "-f", "-e", "trace=execve,execveat", "-o", trace, immutable,
+                            "--root", rt.root, "run", "--bundle", bundle.path, bundle.cid],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        with open(trace) as f:
+            calls = [line for line in f if "exec" in line and "resumed" not in line]
+        assert not any("execveat" in line for line in calls), calls
     finally:
         rt.binary = original
         subprocess.run(["chattr", "-i", immutable], check=True)

@@ -69,9 +69,9 @@ int silo_exe_ensure_protected(char **argv, char **envp, silo_error *err)
          * mount, or an immutable file (which even root cannot write without
          * CAP_LINUX_IMMUTABLE, a capability containers are not given). */
         struct statvfs sv;
-        int attr = 0;
+        int inode_flags = 0;
         if (is_sealed(self) || (fstatvfs(self, &sv) == 0 && (sv.f_flag & ST_RDONLY)) ||
-            (ioctl(self, FS_IOC_GETFLAGS, &attr) == 0 && (attr & FS_IMMUTABLE_FL)))
+            (ioctl(self, FS_IOC_GETFLAGS, &inode_flags) == 0 && (inode_flags & FS_IMMUTABLE_FL)))
                 return 0;
 
         /* A private read-only bind of just this file, attached nowhere. */
