@@ -309,8 +309,10 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--iterations", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--runtimes", default="silo-runtime,crun,runc",
-                    help="comma-separated subset of silo-runtime,crun,runc")
+    ap.add_argument("--runtimes", default="silo-runtime,silo-immutable,crun,runc",
+                    help="comma-separated subset of silo-runtime,silo-immutable,crun,runc "
+                    "(silo-immutable: the same binary installed with chattr +i, which "
+                    "skips the protective re-exec; see docs/DESIGN.md)")
     ap.add_argument("--modes", default="native,cgroup2")
     ap.add_argument("--silo", default=sc.runtime_path(),
                     help="silo-runtime binary (default: $SILO_RUNTIME or the build dir)")
@@ -326,7 +328,17 @@ def main():
         sys.exit("bench/runtime.py must run as root")
 
     wanted = [x for x in args.runtimes.split(",") if x]
-    paths = {"silo-runtime": args.silo, "crun": shutil.which("crun"),
+    work = tempfile.mkdtemp(prefix="silo-bench-")
+    immutable = None
+    if "silo-immutable" in wanted and args.silo and os.path.exists(args.silo):
+        # The immutable install: a copy of the same binary with the immutable
+        # attribute, which silo-runtime accepts as already protected.
+        immutable = os.path.join(work, "silo-runtime-immutable")
+        shutil.copy2(args.silo, immutable)
+        if subprocess.run(["chattr", "+i", immutable]).returncode != 0:
+            os.unlink(immutable)
+            immutable = None
+    paths = {"silo-runtime": args.silo, "silo-immutable": immutable, "crun": shutil.which("crun"),
              "runc": shutil.which("runc")}
     runtimes = []
     for name in wanted:
@@ -340,7 +352,6 @@ def main():
         runtimes.append((name, os.path.abspath(path)))
     unshare = shutil.which("unshare")
 
-    work = tempfile.mkdtemp(prefix="silo-bench-")
     parent = sc.owned_cgroup_parent("bench")
     results = {}
     try:
@@ -377,6 +388,8 @@ def main():
                 sys.exit("unknown mode %r" % mode)
     finally:
         leftovers = sc.remove_cgroup_tree(parent)
+        if immutable:
+            subprocess.run(["chattr", "-i", immutable])
         sc.unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)
         if leftovers:
