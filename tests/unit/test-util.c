@@ -148,6 +148,32 @@ static void test_atomic_write_and_read(void **state)
         assert_int_equal(silo_read_file_at(dir, "f", 3, &buf2, &len, &err), -EFBIG);
 }
 
+static void test_rm_rf_deep_tree(void **state)
+{
+        (void) state;
+        /* Deeper than any fixed recursion limit, with files and a symlink
+         * out of the tree at every level: all removed, nothing followed. */
+        _cleanup_close_ int top = open(tmp, O_RDONLY | O_DIRECTORY);
+        assert_int_equal(mkdirat(top, "tree", 0755), 0);
+        assert_int_equal(mkdirat(top, "outside", 0755), 0);
+        assert_int_equal(close(openat(top, "outside/keep", O_CREAT | O_WRONLY, 0644)), 0);
+        int fd = openat(top, "tree", O_RDONLY | O_DIRECTORY);
+        for (int i = 0; i < 1000; i++) {
+                assert_int_equal(close(openat(fd, "f", O_CREAT | O_WRONLY, 0644)), 0);
+                char target[128];
+                snprintf(target, sizeof(target), "%s/outside", tmp);
+                assert_int_equal(symlinkat(target, fd, "link"), 0);
+                assert_int_equal(mkdirat(fd, "d", 0755), 0);
+                int next = openat(fd, "d", O_RDONLY | O_DIRECTORY);
+                close(fd);
+                fd = next;
+        }
+        close(fd);
+        assert_int_equal(silo_rm_rf_at(top, "tree", NULL), 0);
+        assert_int_equal(faccessat(top, "tree", F_OK, AT_SYMLINK_NOFOLLOW), -1);
+        assert_int_equal(faccessat(top, "outside/keep", F_OK, 0), 0);
+}
+
 static void test_container_ids(void **state)
 {
         (void) state;
@@ -207,6 +233,7 @@ int main(void)
                 cmocka_unit_test(test_json_dispatch),
                 cmocka_unit_test_setup_teardown(test_open_in_root_cannot_escape, setup_tmp, teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_atomic_write_and_read, setup_tmp, teardown_tmp),
+                cmocka_unit_test_setup_teardown(test_rm_rf_deep_tree, setup_tmp, teardown_tmp),
                 cmocka_unit_test(test_container_ids),
                 cmocka_unit_test_setup_teardown(test_state_round_trip, setup_tmp, teardown_tmp),
         };

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,34 +288,136 @@ int silo_mkpath_in_root(int rootfd, const char *path, bool make_file, silo_error
         return (int) fd;
 }
 
-static int rm_rf_children(int dfd, int depth, silo_error *err)
+/* One level of the walk: the directory's name in its parent and, for the
+ * levels near the top, its open stream. */
+struct rm_level {
+        char *name;
+        DIR *dir;       /* NULL: reopened through ".." when we come back up */
+};
+
+#define RM_OPEN_LEVELS 64
+
+static void rm_levels_free(struct rm_level *levels, size_t n)
 {
-        if (depth > 256)
-                return silo_error_msg(err, ELOOP, "directory tree too deep to remove");
-        DIR *d = fdopendir(dfd);
-        if (!d) {
-                close(dfd);
-                return silo_error_set(err, errno, "fdopendir");
+        for (size_t i = 0; i < n; i++) {
+                free(levels[i].name);
+                if (levels[i].dir)
+                        closedir(levels[i].dir);
         }
-        _cleanup_closedir_ DIR *dir = d;
-        struct dirent *de;
-        while ((de = readdir(dir))) {
+        free(levels);
+}
+
+/* Removes everything below the directory open as `top` (which it takes),
+ * iteratively: no recursion, no depth limit, at most RM_OPEN_LEVELS open
+ * streams.  Symlinks are removed, never followed. */
+static int rm_tree(int top, const char *display, silo_error *err)
+{
+        size_t n = 0, cap = 16;
+        struct rm_level *levels = calloc(cap, sizeof(*levels));
+        DIR *cur = fdopendir(top);
+        if (!levels || !cur) {
+                if (cur)
+                        closedir(cur);
+                else
+                        close(top);
+                free(levels);
+                return silo_error_set(err, ENOMEM, "remove %s", display);
+        }
+        int r = 0;
+        for (;;) {
+                errno = 0;
+                struct dirent *de = readdir(cur);
+                if (!de && errno) {
+                        r = silo_error_set(err, errno, "read %s", display);
+                        break;
+                }
+                if (!de) {
+                        /* This level is empty: back to its parent and remove it. */
+                        if (n == 0)
+                                break;
+                        struct rm_level *lv = &levels[--n];
+                        DIR *parent = lv->dir;
+                        if (!parent) {
+                                int pfd = openat(dirfd(cur), "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                                parent = pfd >= 0 ? fdopendir(pfd) : NULL;
+                                if (!parent) {
+                                        if (pfd >= 0)
+                                                close(pfd);
+                                        r = silo_error_set(err, errno, "reopen parent in %s", display);
+                                        free(lv->name);
+                                        lv->name = NULL;
+                                        break;
+                                }
+                        }
+                        closedir(cur);
+                        cur = parent;
+                        lv->dir = NULL;
+                        if (unlinkat(dirfd(cur), lv->name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+                                r = silo_error_set(err, errno, "rmdir %s/.../%s", display, lv->name);
+                                free(lv->name);
+                                break;
+                        }
+                        free(lv->name);
+                        lv->name = NULL;
+                        if (n >= RM_OPEN_LEVELS)
+                                rewinddir(cur);  /* reopened stream: start over, what is gone stays gone */
+                        continue;
+                }
                 if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
                         continue;
-                if (de->d_type == DT_DIR) {
-                        int sub = openat(dirfd(dir), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                        if (sub >= 0) {
-                                int r = rm_rf_children(sub, depth + 1, err);
-                                if (r < 0)
-                                        return r;
-                        }
-                        if (unlinkat(dirfd(dir), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                                return silo_error_set(err, errno, "rmdir %s", de->d_name);
-                } else if (unlinkat(dirfd(dir), de->d_name, 0) < 0 && errno != ENOENT) {
-                        return silo_error_set(err, errno, "unlink %s", de->d_name);
+                bool is_dir = de->d_type == DT_DIR;
+                if (de->d_type == DT_UNKNOWN) {
+                        struct stat st;
+                        is_dir = fstatat(dirfd(cur), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
                 }
+                if (!is_dir) {
+                        if (unlinkat(dirfd(cur), de->d_name, 0) < 0 && errno != ENOENT) {
+                                r = silo_error_set(err, errno, "unlink %s/.../%s", display, de->d_name);
+                                break;
+                        }
+                        continue;
+                }
+                int sub = openat(dirfd(cur), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                DIR *subdir = sub >= 0 ? fdopendir(sub) : NULL;
+                if (!subdir) {
+                        if (sub >= 0)
+                                close(sub);
+                        if (errno == ENOENT)
+                                continue;
+                        r = silo_error_set(err, errno, "open %s/.../%s", display, de->d_name);
+                        break;
+                }
+                if (n == cap) {
+                        struct rm_level *grown = reallocarray(levels, cap * 2, sizeof(*levels));
+                        if (!grown) {
+                                closedir(subdir);
+                                r = silo_error_set(err, ENOMEM, "remove %s", display);
+                                break;
+                        }
+                        memset(grown + cap, 0, cap * sizeof(*levels));
+                        levels = grown;
+                        cap *= 2;
+                }
+                levels[n].name = strdup(de->d_name);
+                if (!levels[n].name) {
+                        closedir(subdir);
+                        r = silo_error_set(err, ENOMEM, "remove %s", display);
+                        break;
+                }
+                /* Keep the parent's stream only near the top; deeper ones are
+                 * reopened through "..", so fds stay bounded. */
+                if (n < RM_OPEN_LEVELS) {
+                        levels[n].dir = cur;
+                } else {
+                        closedir(cur);
+                        levels[n].dir = NULL;
+                }
+                n++;
+                cur = subdir;
         }
-        return 0;
+        closedir(cur);
+        rm_levels_free(levels, n);
+        return r;
 }
 
 int silo_rm_rf_at(int dirfd, const char *name, silo_error *err)
@@ -327,7 +430,7 @@ int silo_rm_rf_at(int dirfd, const char *name, silo_error *err)
                         return unlinkat(dirfd, name, 0) < 0 ? silo_error_set(err, errno, "unlink %s", name) : 0;
                 return silo_error_set(err, errno, "open %s", name);
         }
-        int r = rm_rf_children(fd, 0, err);
+        int r = rm_tree(fd, name, err);
         if (r < 0)
                 return r;
         if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
