@@ -1,11 +1,15 @@
-/* `run` and `exec` in the foreground with a terminal and no console socket:
- * we are the terminal's other end, like runc. */
+/* The foreground side of `run` and `exec`: handing a pty master to a console
+ * socket, being the terminal's other end when there is no socket (like runc),
+ * and waiting for the process while forwarding signals to it. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -94,4 +98,55 @@ int silo_console_proxy(int master, pid_t pid, int pidfd, silo_error *err)
         if (raw)
                 tcsetattr(STDIN_FILENO, TCSANOW, &saved);
         return r;
+}
+
+int silo_console_send(int sock, int master, silo_error *err)
+{
+        char name[64] = "/dev/ptmx";
+        int ptn = 0;
+        if (ioctl(master, TIOCGPTN, &ptn) == 0)
+                snprintf(name, sizeof(name), "/dev/pts/%d", ptn);
+        struct iovec iov = { name, strlen(name) };
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } control;
+        memset(&control, 0, sizeof(control));
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf) };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &master, sizeof(int));
+        if (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+                return silo_error_set(err, errno, "send pty master to console socket");
+        return 0;
+}
+
+void silo_forwarded_signals(sigset_t *set)
+{
+        static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+        sigemptyset(set);
+        for (size_t i = 0; i < ARRAY_SIZE(forwarded); i++)
+                sigaddset(set, forwarded[i]);
+        sigaddset(set, SIGCHLD);
+}
+
+int silo_wait_forwarding(pid_t pid, const sigset_t *forwarded)
+{
+        int status = 0;
+        for (;;) {
+                pid_t w = waitpid(pid, &status, WNOHANG);
+                if (w == pid)
+                        break;
+                if (w < 0 && errno != EINTR)
+                        return 255;
+                siginfo_t si;
+                struct timespec ts = { 0, 100 * 1000 * 1000 };
+                int sig = sigtimedwait(forwarded, &si, &ts);
+                if (sig > 0 && sig != SIGCHLD)
+                        kill(pid, sig);
+        }
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

@@ -557,11 +557,7 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
          * any point is forwarded to it rather than killing us and leaving it
          * unsupervised. */
         sigset_t fwd_set, old_mask;
-        sigemptyset(&fwd_set);
-        static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
-        for (size_t i = 0; i < ARRAY_SIZE(forwarded); i++)
-                sigaddset(&fwd_set, forwarded[i]);
-        sigaddset(&fwd_set, SIGCHLD);
+        silo_forwarded_signals(&fwd_set);
         if (!detach)
                 sigprocmask(SIG_BLOCK, &fwd_set, &old_mask);
 
@@ -609,22 +605,9 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
                 close(master);
         }
         /* Forward the usual termination signals to the container while we wait. */
-        int status = 0;
-        for (;;) {
-                pid_t w = waitpid(pid, &status, WNOHANG);
-                if (w == pid)
-                        break;
-                if (w < 0 && errno != EINTR)
-                        break;
-                siginfo_t si;
-                struct timespec ts = { 0, 100 * 1000 * 1000 };
-                int sig = sigtimedwait(&fwd_set, &si, &ts);
-                if (sig > 0 && sig != SIGCHLD)
-                        kill(pid, sig);
-        }
+        *ret_status = silo_wait_forwarding(pid, &fwd_set);
         sigprocmask(SIG_SETMASK, &old_mask, NULL);
         silo_closep(&pidfd);
-        *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         if (opts->keep) {
                 ctx_release(&c);
                 return 0;

@@ -75,22 +75,9 @@ static int exec_terminal(struct exec_ctx *x, silo_error *err)
                 struct winsize ws = { .ws_row = x->process.console_height.value, .ws_col = x->process.console_width.value };
                 ioctl(slave, TIOCSWINSZ, &ws);
         }
-        char name[64] = "/dev/ptmx";
-        int ptn;
-        if (ioctl(master, TIOCGPTN, &ptn) == 0)
-                snprintf(name, sizeof(name), "/dev/pts/%d", ptn);
-        struct iovec iov = { name, strlen(name) };
-        union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
-        memset(&control, 0, sizeof(control));
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf) };
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &master, sizeof(int));
-        if (sendmsg(x->console_fd, &mh, MSG_NOSIGNAL) < 0)
-                return silo_error_set(err, errno, "send pty master to console socket");
+        int r = silo_console_send(x->console_fd, master, err);
+        if (r < 0)
+                return r;
         close(x->console_fd);
         if (fchown(slave, x->process.user.uid, (gid_t) -1) < 0)
                 return silo_error_set(err, errno, "chown the pty to uid %u", x->process.user.uid);
@@ -180,33 +167,6 @@ __attribute__((noreturn)) static void exec_helper(struct exec_ctx *x, pid_t init
         _exit(0);
 }
 
-static int wait_forwarding(pid_t pid, int *ret_status)
-{
-        sigset_t set, old;
-        sigemptyset(&set);
-        int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
-        for (size_t i = 0; i < ARRAY_SIZE(fwd); i++)
-                sigaddset(&set, fwd[i]);
-        sigaddset(&set, SIGCHLD);
-        sigprocmask(SIG_BLOCK, &set, &old);
-        int status = 0;
-        for (;;) {
-                pid_t w = waitpid(pid, &status, WNOHANG);
-                if (w == pid)
-                        break;
-                if (w < 0 && errno != EINTR)
-                        break;
-                siginfo_t si;
-                struct timespec ts = { 0, 100 * 1000 * 1000 };
-                int sig = sigtimedwait(&set, &si, &ts);
-                if (sig > 0 && sig != SIGCHLD)
-                        kill(pid, sig);
-        }
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        return 0;
-}
-
 int silo_container_exec(const struct silo_runtime *rt, const char *id, json_t *process,
                         const struct silo_exec_options *opts, int *ret_status, silo_error *err)
 {
@@ -222,9 +182,7 @@ int silo_container_exec(const struct silo_runtime *rt, const char *id, json_t *p
 
         struct exec_ctx x = { .opts = opts, .pidfd = -1, .sync_parent = -1, .sync_child = -1, .console_fd = -1 };
         _cleanup_(spec_freep) struct silo_spec *spec = NULL;
-        if (!st->config)
-                return silo_error_msg(err, ENOENT, "container %s: no config recorded", id);
-        r = silo_spec_from_json(st->config, &spec, err);
+        r = silo_state_spec(st, &spec, err);
         if (r < 0)
                 return r;
         x.spec = spec;
@@ -235,6 +193,8 @@ int silo_container_exec(const struct silo_runtime *rt, const char *id, json_t *p
         _cleanup_close_ int pidfd = -1, sync_parent = -1, console_local = -1;
         _cleanup_(cgroup_freep) silo_cgroup *cg = NULL;
         _cleanup_free_ struct silo_sync_msg *msg = NULL;
+        sigset_t old_mask;
+        bool mask_blocked = false;
         pid_t pid = 0;
         r = silo_rlimits_check(&x.process, err);
         if (r < 0)
@@ -273,6 +233,14 @@ int silo_container_exec(const struct silo_runtime *rt, const char *id, json_t *p
         sync_parent = x.sync_parent = sp[0];
         x.sync_child = sp[1];
 
+        /* Blocked before the process exists, so a signal arriving at any
+         * point is forwarded to it instead of killing us (see run). */
+        sigset_t forwarded;
+        silo_forwarded_signals(&forwarded);
+        if (!opts->detach) {
+                sigprocmask(SIG_BLOCK, &forwarded, &old_mask);
+                mask_blocked = true;
+        }
         pid_t helper = fork();
         if (helper < 0) {
                 r = silo_error_set(err, errno, "fork");
@@ -348,8 +316,10 @@ int silo_container_exec(const struct silo_runtime *rt, const char *id, json_t *p
                                 close(child_pidfd);
                 }
         }
-        wait_forwarding(pid, ret_status);
+        *ret_status = silo_wait_forwarding(pid, &forwarded);
 out:
+        if (mask_blocked)
+                sigprocmask(SIG_SETMASK, &old_mask, NULL);
         silo_closep(&x.console_fd);
         silo_process_done(&x.process);
         return r;

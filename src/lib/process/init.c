@@ -60,32 +60,6 @@ static int setup_time_ns(const struct silo_spec *spec, silo_error *err)
         return 0;
 }
 
-static int send_console(struct create_ctx *c, int master, silo_error *err)
-{
-        char name[64] = "/dev/console";
-        int ptn = 0;
-        if (ioctl(master, TIOCGPTN, &ptn) == 0)
-                snprintf(name, sizeof(name), "/dev/pts/%d", ptn);
-        /* runc's console-socket protocol: the pty name as data, the master
-         * as SCM_RIGHTS. */
-        struct iovec iov = { name, strlen(name) };
-        union {
-                char buf[CMSG_SPACE(sizeof(int))];
-                struct cmsghdr align;
-        } control;
-        memset(&control, 0, sizeof(control));
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf) };
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &master, sizeof(int));
-        if (sendmsg(c->console_fd, &mh, MSG_NOSIGNAL) < 0)
-                return silo_error_set(err, errno, "send pty master to console socket");
-        return 0;
-}
-
 static int setup_terminal(struct create_ctx *c, silo_error *err)
 {
         const struct silo_process *p = &c->spec->process;
@@ -97,7 +71,7 @@ static int setup_terminal(struct create_ctx *c, silo_error *err)
         /* The terminal belongs to the user who will run on it. */
         if (fchown(slave, p->user.uid, (gid_t) -1) < 0)
                 return silo_error_set(err, errno, "chown the pty to uid %u", p->user.uid);
-        r = send_console(c, master, err);
+        r = silo_console_send(c->console_fd, master, err);
         if (r < 0)
                 return r;
         silo_closep(&c->console_fd);

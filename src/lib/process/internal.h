@@ -3,6 +3,7 @@
 #pragma once
 
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -62,6 +63,21 @@ int silo_container_open(const struct silo_runtime *rt, const char *id, int *ret_
  * caller holds the state directory's lock. */
 int silo_container_teardown(const struct silo_runtime *rt, const char *id, const struct silo_state *st, silo_cgroup *cg,
                             const struct silo_spec *spec, silo_error *err);
+
+/* The container's config as recorded at create time, parsed. */
+int silo_state_spec(const struct silo_state *st, struct silo_spec **ret, silo_error *err);
+
+/* Sends a pty master on a console socket (runc's protocol: the pty name as
+ * data, the fd as SCM_RIGHTS). */
+int silo_console_send(int sock, int master, silo_error *err);
+
+/* Waits for our child `pid`, forwarding the signals in `forwarded` (already
+ * blocked by the caller, SIGCHLD included) to it; returns its exit status
+ * (128+signal if killed). */
+int silo_wait_forwarding(pid_t pid, const sigset_t *forwarded);
+
+/* The set silo_wait_forwarding() expects: INT TERM HUP QUIT USR1 USR2 CHLD. */
+void silo_forwarded_signals(sigset_t *set);
 
 /* The state JSON a hook receives. */
 char *silo_hook_state_json(const char *id, const char *status, pid_t pid, const char *bundle, json_t *annotations);

@@ -54,7 +54,7 @@ int silo_container_open(const struct silo_runtime *rt, const char *id, int *ret_
         return 0;
 }
 
-static int load_config(const struct silo_state *st, struct silo_spec **ret, silo_error *err)
+int silo_state_spec(const struct silo_state *st, struct silo_spec **ret, silo_error *err)
 {
         if (!st->config)
                 return silo_error_msg(err, ENOENT, "container %s: no config recorded", st->id);
@@ -156,7 +156,7 @@ int silo_container_start(const struct silo_runtime *rt, const char *id, silo_err
                 return silo_error_msg(err, EINVAL, "cannot start container \"%s\": it is %s, not created", id,
                                       silo_status_name(status));
         _cleanup_(spec_freep) struct silo_spec *spec = NULL;
-        r = load_config(st, &spec, err);
+        r = silo_state_spec(st, &spec, err);
         if (r < 0)
                 return r;
         r = silo_start_connected(statefd, id, spec->json, err);
@@ -273,7 +273,7 @@ int silo_container_delete(const struct silo_runtime *rt, const char *id, bool fo
         if (st->cgroup)
                 silo_cgroup_load(st->cgroup, &cg, NULL);
         _cleanup_(spec_freep) struct silo_spec *spec = NULL;
-        load_config(st, &spec, NULL);
+        silo_state_spec(st, &spec, NULL);
         return silo_container_teardown(rt, id, st, cg, spec, err);
 }
 
@@ -343,44 +343,57 @@ int silo_container_list(const struct silo_runtime *rt, json_t **ret, silo_error 
         return 0;
 }
 
+/* State and cgroup of a container, for the operations that work on its
+ * cgroup.  With `refuse_stopped` (an errno), a stopped container is refused. */
+struct cgroup_op {
+        int statefd;
+        struct silo_state *st;
+        silo_cgroup *cg;
+};
+
+static void cgroup_op_done(struct cgroup_op *op)
+{
+        silo_closep(&op->statefd);
+        silo_state_free(op->st);
+        silo_cgroup_free(op->cg);
+}
+
+static int cgroup_op_open(const struct silo_runtime *rt, const char *id, int refuse_stopped, struct cgroup_op *op,
+                          silo_error *err)
+{
+        *op = (struct cgroup_op) { .statefd = -1 };
+        int r = silo_container_open(rt, id, &op->statefd, &op->st, err);
+        if (r < 0)
+                return r;
+        if (refuse_stopped && silo_state_status(op->statefd, op->st) == SILO_STATUS_STOPPED)
+                return silo_error_msg(err, refuse_stopped, "container \"%s\" is not running", id);
+        return open_cgroup(op->st, &op->cg, err);
+}
+
 int silo_container_pids(const struct silo_runtime *rt, const char *id, pid_t **ret, size_t *ret_n, silo_error *err)
 {
-        _cleanup_close_ int statefd = -1;
-        _cleanup_(state_freep) struct silo_state *st = NULL;
-        int r = silo_container_open(rt, id, &statefd, &st, err);
-        if (r < 0)
-                return r;
-        _cleanup_(cgroup_freep) silo_cgroup *cg = NULL;
-        r = open_cgroup(st, &cg, err);
-        if (r < 0)
-                return r;
-        return silo_cgroup_pids(cg, ret, ret_n, err);
+        _cleanup_(cgroup_op_done) struct cgroup_op op;
+        int r = cgroup_op_open(rt, id, 0, &op, err);
+        return r < 0 ? r : silo_cgroup_pids(op.cg, ret, ret_n, err);
 }
 
 int silo_container_update(const struct silo_runtime *rt, const char *id, json_t *resources, silo_error *err)
 {
-        _cleanup_close_ int statefd = -1;
-        _cleanup_(state_freep) struct silo_state *st = NULL;
-        int r = silo_container_open(rt, id, &statefd, &st, err);
+        _cleanup_(cgroup_op_done) struct cgroup_op op;
+        int r = cgroup_op_open(rt, id, EINVAL, &op, err);
         if (r < 0)
                 return r;
-        if (silo_state_status(statefd, st) == SILO_STATUS_STOPPED)
-                return silo_error_msg(err, EINVAL, "cannot update container \"%s\": it is stopped", id);
         struct silo_resources res;
         memset(&res, 0, sizeof(res));
         r = silo_resources_parse(resources, "resources", &res, err);
-        if (r < 0)
-                return r;
-        _cleanup_(cgroup_freep) silo_cgroup *cg = NULL;
-        r = open_cgroup(st, &cg, err);
         if (r == 0)
-                r = silo_cgroup_set_resources(cg, &res, err);
+                r = silo_cgroup_set_resources(op.cg, &res, err);
         silo_resources_done(&res);
         if (r < 0)
                 return r;
 
         /* Keep the stored config in step, so later reads see the new limits. */
-        json_t *config = st->config;
+        json_t *config = op.st->config;
         if (config) {
                 json_t *lx = json_object_get(config, "linux");
                 if (!lx) {
@@ -393,39 +406,23 @@ int silo_container_update(const struct silo_runtime *rt, const char *id, json_t 
                         json_object_set_new(lx, "resources", cur);
                 }
                 json_object_update_recursive(cur, resources);
-                silo_state_write(statefd, st, false, NULL);
+                silo_state_write(op.statefd, op.st, false, NULL);
         }
         return 0;
 }
 
 int silo_container_stats(const struct silo_runtime *rt, const char *id, json_t **ret, silo_error *err)
 {
-        _cleanup_close_ int statefd = -1;
-        _cleanup_(state_freep) struct silo_state *st = NULL;
-        int r = silo_container_open(rt, id, &statefd, &st, err);
-        if (r < 0)
-                return r;
-        if (silo_state_status(statefd, st) == SILO_STATUS_STOPPED)
-                return silo_error_msg(err, ESRCH, "container \"%s\" is not running", id);
-        _cleanup_(cgroup_freep) silo_cgroup *cg = NULL;
-        r = open_cgroup(st, &cg, err);
-        if (r < 0)
-                return r;
-        return silo_cgroup_stats(cg, ret, err);
+        _cleanup_(cgroup_op_done) struct cgroup_op op;
+        int r = cgroup_op_open(rt, id, ESRCH, &op, err);
+        return r < 0 ? r : silo_cgroup_stats(op.cg, ret, err);
 }
 
 int silo_container_oom_count(const struct silo_runtime *rt, const char *id, uint64_t *ret, silo_error *err)
 {
-        _cleanup_close_ int statefd = -1;
-        _cleanup_(state_freep) struct silo_state *st = NULL;
-        int r = silo_container_open(rt, id, &statefd, &st, err);
-        if (r < 0)
-                return r;
-        _cleanup_(cgroup_freep) silo_cgroup *cg = NULL;
-        r = open_cgroup(st, &cg, err);
-        if (r < 0)
-                return r;
-        return silo_cgroup_oom_count(cg, ret, err);
+        _cleanup_(cgroup_op_done) struct cgroup_op op;
+        int r = cgroup_op_open(rt, id, 0, &op, err);
+        return r < 0 ? r : silo_cgroup_oom_count(op.cg, ret, err);
 }
 
 int silo_container_config(const struct silo_runtime *rt, const char *id, json_t **ret, silo_error *err)
