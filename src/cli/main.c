@@ -206,6 +206,12 @@ int main(int argc, char **argv)
         /* The verb sees argv[0] = its own name, like a separate program. */
         int vargc = argc - i - words + 1;
         char **vargv = argv + i + words - 1;
+        /* `silo VERB --help` anywhere before a "--": the verb's usage, on stdout. */
+        for (int k = 1; k < vargc && strcmp(vargv[k], "--"); k++)
+                if (!strcmp(vargv[k], "--help") || !strcmp(vargv[k], "-h")) {
+                        printf("usage: silo %s %s\n       %s\n", c->name, c->usage, c->summary);
+                        return 0;
+                }
         vargv[0] = (char *) c->name;
         int r = c->run(&ctx, vargc, vargv);
         silo_store_free(ctx.store);
