@@ -250,7 +250,23 @@ def inner_main(params_path):
     with open(params_path) as f:
         params = json.load(f)
     mount_cgroup2()
-    json.dump(measure(params), sys.stdout)
+    # crun enables controllers in every ancestor, the host's root included;
+    # the bench must leave the machine's cgroups as it found them.
+    control = "/sys/fs/cgroup/cgroup.subtree_control"
+    with open(control) as f:
+        before = set(f.read().split())
+    try:
+        json.dump(measure(params), sys.stdout)
+    finally:
+        sc.remove_cgroup_tree(params["parent"])
+        with open(control) as f:
+            added = set(f.read().split()) - before
+        for c in added:
+            try:
+                with open(control, "w") as f:
+                    f.write("-" + c)
+            except OSError as e:
+                print("WARNING: could not disable %s in the cgroup2 root: %s" % (c, e), file=sys.stderr)
 
 
 def summarize(results, names):
