@@ -40,9 +40,11 @@ static const struct command commands[] = {
 
 static void log_line(struct cli *cli, const char *level, const char *msg)
 {
-        if (!cli->log_path)
+        bool is_debug = !strcmp(level, "debug");
+        if (!cli->log_path && !is_debug)
                 return;
-        _cleanup_close_ int fd = open(cli->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        _cleanup_close_ int fd = cli->log_path ? open(cli->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)
+                                               : fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
                 return;
         char now[64];
@@ -75,6 +77,11 @@ int cli_usage_error(struct cli *cli, const char *fmt, ...)
         va_end(ap);
         err.code = EINVAL;
         return cli_fail(cli, &err);
+}
+
+static void cli_debug(void *userdata, const char *message)
+{
+        log_line(userdata, "debug", message);
 }
 
 void cli_warn(void *userdata, const char *message)
@@ -191,6 +198,9 @@ int main(int argc, char **argv, char **envp)
                 return 1;
         }
         cli.command = argv[optind];
+        /* --debug lines go to the --log file (stderr if there is none). */
+        if (cli.debug)
+                cli.rt.debug = cli_debug;
         if (systemd_cgroup)
                 return cli_usage_error(&cli, "--systemd-cgroup is not supported: silo-runtime drives cgroupfs itself; "
                                              "use the cgroupfs cgroup manager");

@@ -21,8 +21,13 @@ struct silo_runtime {
         struct silo_cgroup_options cgroup;
         /* Non-fatal problems (a failing poststart/poststop hook); may be NULL. */
         void (*warn)(void *userdata, const char *message);
+        /* Progress of an operation, for --debug logs; may be NULL. */
+        void (*debug)(void *userdata, const char *message);
         void *userdata;
 };
+
+/* Formats and hands a message to rt->debug, if set (cheap when unset). */
+void silo_runtime_debug(const struct silo_runtime *rt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 struct silo_create_options {
         const char *bundle;             /* bundle directory */

@@ -358,6 +358,7 @@ static int create_init(struct create_ctx *c, silo_error *err)
         r = check_spec(c, err);
         if (r < 0)
                 return r;
+        silo_runtime_debug(c->rt, "%s: config %s/config.json loaded", c->id, c->bundle_abs);
         r = add_socket_activation(c, err);
         if (r < 0)
                 return r;
@@ -403,6 +404,7 @@ static int create_init(struct create_ctx *c, silo_error *err)
         if (r < 0)
                 return silo_error_prefix(err, "linux.cgroupsPath");
         c->rootfs.cgroup = c->cg;
+        silo_runtime_debug(c->rt, "%s: cgroup v%d ready", c->id, (int) silo_cgroup_version(c->cg));
         if (c->spec->has_resources) {
                 r = append_default_device_rules(c->spec, err);
                 if (r < 0)
@@ -433,6 +435,8 @@ static int create_init(struct create_ctx *c, silo_error *err)
         silo_closep(&c->listen_fd);
         c->sync_child = c->listen_fd = -1;
 
+        silo_runtime_debug(c->rt, "%s: init is pid %d%s%s", c->id, (int) c->pid,
+                           c->born_in_cgroup ? ", born in its cgroup" : "", c->wait_for_go ? ", waits for GO" : "");
         if (!c->born_in_cgroup) {
                 r = silo_cgroup_add_pid(c->cg, c->pid, err);
                 if (r < 0)
@@ -490,6 +494,7 @@ static int create_init(struct create_ctx *c, silo_error *err)
         free(msg);
         if (r < 0)
                 return r;
+        silo_runtime_debug(c->rt, "%s: init ready (rootfs %s)", c->id, c->rootfs_abs);
         if (c->pid_file[0]) {
                 r = silo_write_pid_file(c->pid_file, c->pid, err);
                 if (r < 0)

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,18 @@
 static void state_freep(struct silo_state **s) { silo_state_free(*s); }
 static void spec_freep(struct silo_spec **s) { silo_spec_free(*s); }
 static void cgroup_freep(silo_cgroup **c) { silo_cgroup_free(*c); }
+
+void silo_runtime_debug(const struct silo_runtime *rt, const char *fmt, ...)
+{
+        if (!rt->debug)
+                return;
+        char buf[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        rt->debug(rt->userdata, buf);
+}
 
 static void warn(const struct silo_runtime *rt, const silo_error *e)
 {
