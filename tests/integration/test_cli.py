@@ -185,6 +185,25 @@ def test_log_json_on_error(rt, bundle):
     assert "time" in errors[-1]
 
 
+def test_debug_logs_lifecycle_steps(rt, bundle):
+    """--debug writes the lifecycle steps to the --log file; the container's own
+    output still goes to its stdout, and nothing extra appears on stderr."""
+    log = os.path.join(rt.test_dir, "debug-log.json")
+    bundle.args("/bin/echo", "hi")
+    bundle.write()
+    rt.ids.add(bundle.cid)
+    res = rt.cmd("run", "--bundle", bundle.path, bundle.cid,
+                 global_args=["--debug", "--log", log, "--log-format", "json"])
+    res.check()
+    assert res.stdout == "hi\n" and res.stderr == ""
+    with open(log) as f:
+        entries = [json.loads(l) for l in f if l.strip()]
+    msgs = [e["msg"] for e in entries if e.get("level") == "debug"]
+    assert any("config" in m and "loaded" in m for m in msgs), msgs
+    assert any("init is pid" in m for m in msgs), msgs
+    assert any("init ready" in m for m in msgs), msgs
+
+
 def test_log_text_on_error(rt, bundle):
     log = os.path.join(rt.test_dir, "runtime-log.txt")
     bundle.config["root"]["path"] = "no-such-rootfs"
