@@ -4,6 +4,7 @@
 import json
 import os
 import re
+import subprocess
 import signal
 import time
 
@@ -846,3 +847,45 @@ def test_run_foreground_forwards_signals(rt, bundle, sig):
     assert p.returncode == 0
     with open(bundle.root_path(trap)) as f:
         assert int(f.read()) == int(sig)
+
+
+def test_killed_create_leaves_no_init(rt, bundle):
+    """If the runtime dies during create (here: SIGKILL while a createRuntime
+    hook runs), its half-made init dies with it rather than idling forever, and
+    delete --force cleans up the state and cgroup it had begun."""
+    bundle.args("/bin/true")
+    bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"]}]}
+    bundle.write()
+    rt.ids.add(bundle.cid)
+    argv = [rt.binary, "--root", rt.root, "create", "--bundle", bundle.path, bundle.cid]
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    hook = None
+    while time.time() < deadline and hook is None:
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if f.read() == b"sleep\0" + b"30\0":
+                            with open(f"/proc/{pid}/stat") as s:
+                                if int(s.read().rsplit(")", 1)[1].split()[1]) == p.pid:
+                                    hook = int(pid)
+                except OSError:
+                    pass
+        time.sleep(0.02)
+    assert hook, "createRuntime hook never started"
+    p.kill()
+    p.wait()
+    os.kill(hook, signal.SIGKILL)
+    # Nothing left whose parent was the killed runtime: the init had PR_SET_PDEATHSIG.
+    time.sleep(0.3)
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as s:
+                    fields = s.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            assert int(fields[1]) != p.pid or fields[0] == "Z", f"process {pid} outlived the killed create"
+    rt.delete(bundle.cid, force=True).check()
+    assert rt.try_state(bundle.cid) is None

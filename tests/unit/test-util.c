@@ -208,11 +208,13 @@ static void test_state_round_trip(void **state)
         struct silo_state st = { .id = "c1", .pid = getpid(), .bundle = "/b", .rootfs = "/b/rootfs",
                                  .created = "2026-01-01T00:00:00Z" };
         silo_pid_start_time(getpid(), &st.pid_start);
-        assert_int_equal(silo_state_write(dir, &st, true, NULL), 0);
-        /* The first write is exclusive; later ones replace. */
-        assert_int_equal(silo_state_write(dir, &st, true, NULL), -EEXIST);
+        assert_int_equal(silo_state_write(dir, &st, SILO_STATE_CREATE, NULL), 0);
+        /* The first write is exclusive; later ones rewrite or replace. */
+        assert_int_equal(silo_state_write(dir, &st, SILO_STATE_CREATE, NULL), -EEXIST);
+        st.bundle = "/b1";
+        assert_int_equal(silo_state_write(dir, &st, SILO_STATE_IN_PLACE, NULL), 0);
         st.bundle = "/b2";
-        assert_int_equal(silo_state_write(dir, &st, false, NULL), 0);
+        assert_int_equal(silo_state_write(dir, &st, SILO_STATE_REPLACE, NULL), 0);
         struct silo_state *back = NULL;
         assert_int_equal(silo_state_read(dir, &back, NULL), 0);
         assert_string_equal(back->bundle, "/b2");

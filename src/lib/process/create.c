@@ -331,6 +331,27 @@ static int check_spec(struct create_ctx *c, silo_error *err)
         return silo_rlimits_check(&spec->process, err);
 }
 
+static int record_state(struct create_ctx *c, enum silo_state_write_mode mode, silo_error *err)
+{
+        struct silo_state st = {
+                .id = (char *) c->id,
+                .pid = c->pid,
+                .bundle = c->bundle_abs,
+                .rootfs = c->rootfs_abs,
+                .annotations = c->spec->annotations,
+                .config = c->spec->json,
+                .own_pid_ns = c->spec->ns[SILO_NS_PID].wanted && !c->spec->ns[SILO_NS_PID].path,
+        };
+        if (!c->created[0])
+                silo_rfc3339_now(c->created);
+        st.created = c->created;
+        if (c->pid > 0)
+                silo_pid_start_time(c->pid, &st.pid_start);
+        _cleanup_json_ json_t *cg = silo_cgroup_save(c->cg);
+        st.cgroup = cg;
+        return silo_state_write(c->statefd, &st, mode, err);
+}
+
 /* Everything up to a READY init; on success the caller owns c->pid. */
 static int create_init(struct create_ctx *c, silo_error *err)
 {
@@ -405,6 +426,11 @@ static int create_init(struct create_ctx *c, silo_error *err)
                 return silo_error_prefix(err, "linux.cgroupsPath");
         c->rootfs.cgroup = c->cg;
         silo_runtime_debug(c->rt, "%s: cgroup v%d ready", c->id, (int) silo_cgroup_version(c->cg));
+        /* Recorded at once (status "creating", no pid yet): if we die from
+         * here on, `delete --force` still finds the cgroup to remove. */
+        r = record_state(c, SILO_STATE_CREATE, err);
+        if (r < 0)
+                return r;
         if (c->spec->has_resources) {
                 r = append_default_device_rules(c->spec, err);
                 if (r < 0)
@@ -466,24 +492,9 @@ static int create_init(struct create_ctx *c, silo_error *err)
                         return silo_error_set(err, -r, "signal container init");
         }
 
-        /* Recorded while the init builds its rootfs: the two overlap.  The
-         * directory is locked until we exit, so nobody reads it early. */
-        struct silo_state st = {
-                .id = (char *) c->id,
-                .pid = c->pid,
-                .bundle = c->bundle_abs,
-                .rootfs = c->rootfs_abs,
-                .annotations = c->spec->annotations,
-                .config = c->spec->json,
-                .own_pid_ns = c->spec->ns[SILO_NS_PID].wanted && !c->spec->ns[SILO_NS_PID].path,
-        };
-        char created[64];
-        silo_rfc3339_now(created);
-        st.created = created;
-        silo_pid_start_time(c->pid, &st.pid_start);
-        _cleanup_json_ json_t *cg = silo_cgroup_save(c->cg);
-        st.cgroup = cg;
-        r = silo_state_write(c->statefd, &st, true, err);
+        /* Completed while the init builds its rootfs: the two overlap.  The
+         * directory is locked until we exit, so nobody reads it half-written. */
+        r = record_state(c, SILO_STATE_IN_PLACE, err);
         if (r < 0)
                 return r;
 

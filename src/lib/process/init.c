@@ -5,10 +5,12 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -93,6 +95,9 @@ void silo_init_main(struct create_ctx *c)
         int sync = c->sync_child;
         int r;
 
+        /* Until READY, the runtime may still roll everything back: if it dies
+         * (killed mid-create), so do we, instead of idling in accept(). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
         close(c->sync_parent);
         /* The parent's flock on the state directory lives on this open file
          * too: drop our copy so `start` can take the lock. */
@@ -161,7 +166,9 @@ void silo_init_main(struct create_ctx *c)
                 silo_sync_fail(sync, &err);
 
         /* Ready: the parent records the state and exits; we wait for start.
-         * `run` starts at once: the sync socket then plays start's part. */
+         * `run` starts at once: the sync socket then plays start's part.
+         * From here on the container outlives the runtime process, as with runc. */
+        prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
         if (silo_sync_send(sync, SILO_SYNC_READY, 0, NULL, 0, -1) < 0)
                 _exit(1);
         int conn = sync;

@@ -20,6 +20,7 @@ struct create_ctx {
         int preserve_fds;               /* --preserve-fds plus socket-activation fds */
         char pid_file[PATH_MAX];        /* absolute: create changes directory */
         char listen_fds_env[32];        /* "LISTEN_FDS=n" in the process env */
+        char created[64];               /* RFC 3339 time of the first state record */
 
         int bundlefd;
         char bundle_abs[PATH_MAX];

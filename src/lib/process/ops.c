@@ -275,6 +275,18 @@ int silo_container_delete(const struct silo_runtime *rt, const char *id, bool fo
         _cleanup_close_ int statefd = -1;
         _cleanup_(state_freep) struct silo_state *st = NULL;
         int r = silo_container_open(rt, id, &statefd, &st, err);
+        if (r < 0 && force) {
+                /* A create killed before it recorded anything leaves a bare
+                 * directory: with --force, remove what there is. */
+                _cleanup_close_ int rootfd = -1;
+                if (silo_state_root_open(rt->state_root, false, &rootfd, NULL) == 0 &&
+                    faccessat(rootfd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+                        char state_path[SILO_ID_MAX + 16];
+                        snprintf(state_path, sizeof(state_path), "%s/state.json", id);
+                        if (faccessat(rootfd, state_path, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+                                return silo_state_dir_remove(rootfd, id, err);
+                }
+        }
         if (r < 0)
                 return r;
         enum silo_status status = silo_state_status(statefd, st);
@@ -419,7 +431,7 @@ int silo_container_update(const struct silo_runtime *rt, const char *id, json_t 
                         json_object_set_new(lx, "resources", cur);
                 }
                 json_object_update_recursive(cur, resources);
-                silo_state_write(op.statefd, op.st, false, NULL);
+                silo_state_write(op.statefd, op.st, SILO_STATE_REPLACE, NULL);
         }
         return 0;
 }

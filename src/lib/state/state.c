@@ -102,7 +102,7 @@ int silo_state_dir_remove(int rootfd, const char *id, silo_error *err)
         return silo_rm_rf_at(rootfd, id, err);
 }
 
-int silo_state_write(int dirfd, const struct silo_state *st, bool create, silo_error *err)
+int silo_state_write(int dirfd, const struct silo_state *st, enum silo_state_write_mode mode, silo_error *err)
 {
         _cleanup_json_ json_t *j = json_pack("{ss sI sI ss ss ss ss sb}",
                                              "id", st->id,
@@ -124,11 +124,12 @@ int silo_state_write(int dirfd, const struct silo_state *st, bool create, silo_e
         _cleanup_free_ char *s = json_dumps(j, JSON_COMPACT);
         if (!s)
                 return silo_error_set(err, ENOMEM, "state");
-        if (!create)
+        if (mode == SILO_STATE_REPLACE)
                 return silo_write_file_replace_at(dirfd, "state.json", s, strlen(s), 0600, err);
-        _cleanup_close_ int fd = openat(dirfd, "state.json", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        int flags = mode == SILO_STATE_CREATE ? O_CREAT | O_EXCL : O_TRUNC;
+        _cleanup_close_ int fd = openat(dirfd, "state.json", O_WRONLY | O_NOFOLLOW | O_CLOEXEC | flags, 0600);
         if (fd < 0)
-                return silo_error_set(err, errno, "create state.json");
+                return silo_error_set(err, errno, "write state.json");
         size_t len = strlen(s);
         for (size_t off = 0; off < len;) {
                 ssize_t n = write(fd, s + off, len - off);

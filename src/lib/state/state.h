@@ -53,9 +53,13 @@ int silo_state_dir_create(int rootfd, const char *id, int *ret_dirfd, silo_error
 int silo_state_dir_open(int rootfd, const char *id, int *ret_dirfd, silo_error *err);
 int silo_state_dir_remove(int rootfd, const char *id, silo_error *err);
 
-/* create = true for the first write into a fresh directory (no temp file:
- * nobody can see it before the lock is released); otherwise replaced atomically. */
-int silo_state_write(int dirfd, const struct silo_state *st, bool create, silo_error *err);
+enum silo_state_write_mode {
+        SILO_STATE_CREATE,      /* first write into the fresh, locked directory (O_EXCL) */
+        SILO_STATE_IN_PLACE,    /* rewrite while still holding the lock since CREATE: no new inode */
+        SILO_STATE_REPLACE,     /* temp file + rename: readers never see a partial file */
+};
+
+int silo_state_write(int dirfd, const struct silo_state *st, enum silo_state_write_mode mode, silo_error *err);
 int silo_state_read(int dirfd, struct silo_state **ret, silo_error *err);
 struct silo_state *silo_state_free(struct silo_state *st);
 
