@@ -278,3 +278,22 @@ def test_wrong_argument_count(rt, args):
     res = rt.cmd(*args)
     assert res.returncode != 0
     assert res.stderr.strip()
+
+
+def test_unknown_fields_warned_not_fatal(rt, bundle):
+    """Unknown fields are ignored as the OCI spec requires, but each gets a
+    warning naming its path, so a typo does not pass silently."""
+    bundle.args("/bin/true")
+    bundle.config["hostnme"] = "typo"
+    bundle.process["usr"] = {"uid": 0}
+    res = rt.run(bundle)
+    res.check()
+    assert 'ignoring unknown field "hostnme"' in res.stderr
+    assert 'ignoring unknown field "process.usr"' in res.stderr
+
+
+def test_default_spec_has_no_unknown_fields(rt, bundle):
+    bundle.args("/bin/true")
+    res = rt.run(bundle)
+    res.check()
+    assert "unknown field" not in res.stderr

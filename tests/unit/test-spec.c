@@ -186,6 +186,25 @@ static void test_unknown_fields_ignored(void **state)
         assert_true(s->has_process);
 }
 
+static void test_unknown_fields_listed(void **state)
+{
+        (void) state;
+        json_error_t jerr;
+        _cleanup_json_ json_t *j = json_loads(
+                "{\"ociVersion\": \"1.0.0\", \"hostnme\": \"x\", \"process\": {\"cwd\": \"/\", \"usr\": {},"
+                " \"user\": {\"uid\": 0, \"gids\": []}}, \"mounts\": [{\"destination\": \"/x\", \"optons\": []}],"
+                " \"linux\": {\"namespaces\": [], \"seccompp\": {}}}", 0, &jerr);
+        assert_non_null(j);
+        _cleanup_json_ json_t *unknown = silo_spec_unknown_fields(j);
+        _cleanup_free_ char *s = json_dumps(unknown, JSON_COMPACT);
+        assert_string_equal(s, "[\"hostnme\",\"process.usr\",\"process.user.gids\",\"linux.seccompp\",\"mounts[0].optons\"]");
+
+        /* The configs runc spec, podman and containerd write have none. */
+        _cleanup_json_ json_t *def = silo_spec_default(true);
+        _cleanup_json_ json_t *none = silo_spec_unknown_fields(def);
+        assert_int_equal(json_array_size(none), 0);
+}
+
 static void test_mount_options(void **state)
 {
         (void) state;
@@ -224,6 +243,7 @@ int main(void)
                 cmocka_unit_test(test_full_document),
                 cmocka_unit_test(test_bad_documents),
                 cmocka_unit_test(test_unknown_fields_ignored),
+                cmocka_unit_test(test_unknown_fields_listed),
                 cmocka_unit_test(test_mount_options),
                 cmocka_unit_test(test_process_alone),
         };

@@ -380,6 +380,16 @@ static int create_init(struct create_ctx *c, silo_error *err)
         if (r < 0)
                 return r;
         silo_runtime_debug(c->rt, "%s: config %s/config.json loaded", c->id, c->bundle_abs);
+        if (c->rt->warn) {
+                _cleanup_json_ json_t *unknown = silo_spec_unknown_fields(c->spec->json);
+                size_t i;
+                json_t *f;
+                json_array_foreach(unknown, i, f) {
+                        char msg[SILO_JSON_PATH_MAX + 64];
+                        snprintf(msg, sizeof(msg), "config.json: ignoring unknown field \"%s\"", json_string_value(f));
+                        c->rt->warn(c->rt->userdata, msg);
+                }
+        }
         r = add_socket_activation(c, err);
         if (r < 0)
                 return r;

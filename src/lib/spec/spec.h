@@ -152,5 +152,9 @@ int silo_ns_clone_flag(enum silo_ns_type t);            /* CLONE_NEW* */
 const char *silo_ns_proc_name(enum silo_ns_type t);     /* "mnt", "pid", ... (/proc/PID/ns/) */
 const char *silo_hook_kind_name(enum silo_hook_kind k); /* "prestart", ... */
 
+/* Field paths the runtime does not know (and ignores, as the spec requires),
+ * for warnings: a JSON array of strings such as "hostnme" or "process.usr". */
+json_t *silo_spec_unknown_fields(json_t *config);
+
 /* The default config.json of `silo-runtime spec` (runc-compatible). */
 json_t *silo_spec_default(bool rootless);
