@@ -39,6 +39,21 @@ int cli_store(cli_ctx *ctx, silo_store **ret);
 
 /* Prints "silo: <message>" and returns 1 (the exit status). */
 int cli_fail(const silo_error *err);
+
+/* An archive written to a file (-o PATH: a temporary file beside it, renamed
+ * into place only when complete, so no half archive ever carries its name)
+ * or to stdout (refused if that is a terminal). */
+typedef struct cli_output {
+        int fd;
+        char *tmp;              /* NULL when writing to stdout */
+        const char *path;
+} cli_output;
+
+/* Returns 0 or an exit code after reporting. `what` names the data for the
+ * terminal refusal ("an archive", "a tarball"). */
+int cli_output_open(cli_output *o, const char *path, const char *verb, const char *what);
+/* Completes (fsync + rename) if r == 0, else removes the temporary file; returns r. */
+int cli_output_finish(cli_output *o, int r, silo_error *err);
 int cli_failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_usage(const char *command);
 

@@ -477,8 +477,6 @@ static int cmd_save(cli_ctx *ctx, int argc, char **argv)
         if (silo_archive_format_from_string(format, &fmt, &err) < 0)
                 return cli_fail(&err);
 
-        int fd = STDOUT_FILENO;
-        _cleanup_free_ char *tmp = NULL;
         if (fmt == SILO_ARCHIVE_OCI_DIR) {
                 if (!output || !strcmp(output, "-"))
                         return cli_failf("save: --format oci-dir needs -o DIRECTORY");
@@ -497,29 +495,15 @@ static int cmd_save(cli_ctx *ctx, int argc, char **argv)
                 }
                 return 0;
         }
-        if (output && strcmp(output, "-") != 0) {
-                /* Write beside the target and rename: no half archive under its name. */
-                if (asprintf(&tmp, "%s.silo-tmp-%d", output, (int) getpid()) < 0)
-                        return cli_failf("out of memory");
-                fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-                if (fd < 0)
-                        return cli_failf("create %s: %s", tmp, strerror(errno));
-        } else if (isatty(STDOUT_FILENO))
-                return cli_failf("save: refusing to write an archive to a terminal (use -o FILE)");
-
+        cli_output out;
+        int r = cli_output_open(&out, output, "save", "an archive");
+        if (r)
+                return r;
         silo_store *s;
         if (cli_store(ctx, &s) < 0)
-                return 1;
-        int r = silo_archive_save(s, (const char *const *) argv + optind, fmt, fd, NULL, &err);
-        if (tmp) {
-                if (r == 0 && fsync(fd) < 0)
-                        r = silo_error_set(&err, errno, "fsync %s", tmp);
-                close(fd);
-                if (r == 0 && rename(tmp, output) < 0)
-                        r = silo_error_set(&err, errno, "rename %s", output);
-                if (r < 0)
-                        unlink(tmp);
-        }
+                return cli_output_finish(&out, -EIO, &err), 1;
+        r = silo_archive_save(s, (const char *const *) argv + optind, fmt, out.fd, NULL, &err);
+        r = cli_output_finish(&out, r, &err);
         if (r < 0)
                 return cli_fail(&err);
         return 0;

@@ -1,6 +1,8 @@
 /* silo: command line front end (no daemon yet: verbs call libsilo directly). */
 #include <errno.h>
 #include <stdarg.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,43 @@ int cli_failf(const char *fmt, ...)
         fputc('\n', stderr);
         va_end(ap);
         return 1;
+}
+
+int cli_output_open(cli_output *o, const char *path, const char *verb, const char *what)
+{
+        *o = (cli_output) { .fd = STDOUT_FILENO, .path = path };
+        if (path && strcmp(path, "-") != 0) {
+                if (asprintf(&o->tmp, "%s.silo-tmp-%d", path, (int) getpid()) < 0) {
+                        o->tmp = NULL;
+                        return cli_failf("out of memory");
+                }
+                o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+                if (o->fd < 0) {
+                        int r = cli_failf("create %s: %s", o->tmp, strerror(errno));
+                        free(o->tmp);
+                        o->tmp = NULL;
+                        return r;
+                }
+        } else if (isatty(STDOUT_FILENO)) {
+                return cli_failf("%s: refusing to write %s to a terminal (use -o FILE)", verb, what);
+        }
+        return 0;
+}
+
+int cli_output_finish(cli_output *o, int r, silo_error *err)
+{
+        if (!o->tmp)
+                return r;
+        if (r == 0 && fsync(o->fd) < 0)
+                r = silo_error_set(err, errno, "fsync %s", o->tmp);
+        close(o->fd);
+        if (r == 0 && rename(o->tmp, o->path) < 0)
+                r = silo_error_set(err, errno, "rename %s", o->path);
+        if (r < 0)
+                unlink(o->tmp);
+        free(o->tmp);
+        o->tmp = NULL;
+        return r;
 }
 
 int cli_usage(const char *command)

@@ -156,30 +156,16 @@ static int cmd_export(cli_ctx *ctx, int argc, char **argv)
                 }
         if (optind != argc - 1)
                 return cli_usage(argv[0]);
-        int fd = STDOUT_FILENO;
-        _cleanup_free_ char *tmp = NULL;
-        if (output && strcmp(output, "-") != 0) {
-                if (asprintf(&tmp, "%s.silo-tmp-%d", output, (int) getpid()) < 0)
-                        return cli_failf("out of memory");
-                fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-                if (fd < 0)
-                        return cli_failf("create %s: %s", tmp, strerror(errno));
-        } else if (isatty(STDOUT_FILENO))
-                return cli_failf("export: refusing to write a tarball to a terminal (use -o FILE)");
+        cli_output out;
+        int r = cli_output_open(&out, output, "export", "a tarball");
+        if (r)
+                return r;
+        silo_error err = SILO_ERROR_INIT;
         silo_store *s;
         if (cli_store(ctx, &s) < 0)
-                return 1;
-        silo_error err = SILO_ERROR_INIT;
-        int r = image ? silo_image_export(s, argv[optind], fd, &err) : silo_rootfs_export(s, argv[optind], fd, &err);
-        if (tmp) {
-                if (r == 0 && fsync(fd) < 0)
-                        r = silo_error_set(&err, errno, "fsync %s", tmp);
-                close(fd);
-                if (r == 0 && rename(tmp, output) < 0)
-                        r = silo_error_set(&err, errno, "rename %s", output);
-                if (r < 0)
-                        unlink(tmp);
-        }
+                return cli_output_finish(&out, -EIO, &err), 1;
+        r = image ? silo_image_export(s, argv[optind], out.fd, &err) : silo_rootfs_export(s, argv[optind], out.fd, &err);
+        r = cli_output_finish(&out, r, &err);
         if (r < 0)
                 return cli_fail(&err);
         return 0;
