@@ -12,8 +12,13 @@
 #include "image/unpack.h"
 #include "silo-config.h"
 
+extern const cli_command cli_network_commands[];  /* network.c */
+extern const cli_command cli_compute_commands[];  /* compute.c */
+
 static const cli_command *const tables[] = {
         cli_image_commands,
+        cli_compute_commands,
+        cli_network_commands,
         cli_registry_commands,
         cli_rootfs_commands,
 };

@@ -24,6 +24,7 @@
 #include "process/sync.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
+#include "vm/vm.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -325,9 +326,10 @@ static int check_spec(struct create_ctx *c, silo_error *err)
         if (!spec->process.terminal && c->opts->console_socket)
                 return silo_error_msg(err, EINVAL, "--console-socket given but process.terminal is false");
         const char *iso = spec->annotations ? json_string_value(json_object_get(spec->annotations, "io.silo.isolation")) : NULL;
+        /* VM bundles reach silo_vm_container_run() from run; create/start of one is not there yet. */
         if (iso && strcmp(iso, "process"))
-                return silo_error_msg(err, EOPNOTSUPP, "annotations.io.silo.isolation: \"%s\" isolation is not available yet "
-                                      "(only \"process\")", iso);
+                return silo_error_msg(err, EOPNOTSUPP, "annotations.io.silo.isolation: \"%s\" isolation is only "
+                                      "available through `run` (vm, hyperv)", iso);
         return silo_rlimits_check(&spec->process, err);
 }
 
@@ -559,9 +561,17 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
         int r = silo_id_validate(id, err);
         if (r < 0)
                 return r;
+        *ret_status = 0;
+        {
+                /* VM isolation takes the whole run (src/lib/vm). */
+                _cleanup_json_ json_t *cfg = NULL;
+                char path[PATH_MAX];
+                snprintf(path, sizeof(path), "%s/config.json", opts->bundle ? opts->bundle : ".");
+                if (silo_json_load_file_at(AT_FDCWD, path, SILO_CONFIG_MAX_BYTES, &cfg, NULL) == 0 && silo_vm_wanted(cfg))
+                        return silo_vm_container_run(rt, id, opts, detach, ret_status, err);
+        }
         struct create_ctx c;
         ctx_init(&c, rt, id, opts);
-        *ret_status = 0;
 
         /* A foreground run with a terminal and no console socket proxies the
          * pty itself, like runc. */

@@ -1,0 +1,158 @@
+#!/usr/bin/python3
+"""VM isolation benchmark: `silo-runtime run` of a VM bundle (io.silo.isolation=vm).
+
+For N runs of `echo first` followed by `sleep`, reports median / min / max of:
+  first-output  time from spawning silo-runtime to the first byte on its stdout
+  total         wall time of a `run` of /bin/true (boot, run, power-off, teardown)
+  qemu-rss      QEMU's resident memory (VmRSS) once the process runs, and its peak (VmHWM)
+plus the phases of one run from the guest console (SILO_VM_DEBUG=1 timestamps are not used:
+they slow the boot; instead the kernel's own printk clock is read from a separate debug run).
+
+    bench/vm.py                    # 5 runs, accelerator chosen by the probe
+    bench/vm.py -n 10 --accel tcg  # or kvm
+    bench/vm.py --json out.json
+
+Needs the build (SILO_BUILD_DIR, default /work/main/build) with src/guest/initramfs.img, the
+Debian cloud kernel, qemu-system-x86, erofs-utils and busybox-static.  See docs/VM.md.
+"""
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.environ.get("SILO_BUILD_DIR", "/work/main/build")
+
+
+def kernel():
+    built = os.path.join(BUILD, "src/guest/vmlinux")
+    if os.path.exists(built):
+        return built
+    found = sorted(glob.glob("/boot/vmlinuz-*-cloud-amd64"))
+    return found[-1] if found else "/vmlinuz"
+
+
+def children(pid):
+    out = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(stat.split("/")[2]))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def status_kb(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def make_bundle(d, args):
+    rootfs = os.path.join(d, "rootfs")
+    if not os.path.exists(rootfs):
+        subprocess.run([os.path.join(HERE, "..", "tests/lib/mkrootfs.sh"), rootfs], check=True,
+                       stdout=subprocess.DEVNULL, env=dict(os.environ, SILO_BUILD_DIR=BUILD))
+    cfg = {"ociVersion": "1.0.2",
+           "process": {"args": args, "cwd": "/", "env": ["PATH=/bin:/usr/bin:/sbin:/usr/sbin"],
+                       "user": {"uid": 0, "gid": 0}},
+           "root": {"path": rootfs},
+           "annotations": {"io.silo.isolation": "vm"},
+           "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}}
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f)
+
+
+def one_run(runtime, d, env, idx):
+    make_bundle(d, ["/bin/sh", "-c", "echo first; sleep 1"])
+    t0 = time.monotonic()
+    p = subprocess.Popen([runtime, "--root", os.path.join(d, "state"), "run", "--bundle", d, f"bench-{idx}"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    first = p.stdout.read(1)
+    t_first = time.monotonic() - t0
+    qemu = children(p.pid)
+    rss = status_kb(qemu[0], "VmRSS") if qemu else None
+    hwm = status_kb(qemu[0], "VmHWM") if qemu else None
+    p.stdout.read()
+    err = p.stderr.read()
+    p.wait()
+    if first != b"f" or p.returncode != 0:
+        sys.exit(f"run failed (rc {p.returncode}): {err.decode(errors='replace')}")
+
+    make_bundle(d, ["/bin/true"])
+    t0 = time.monotonic()
+    subprocess.run([runtime, "--root", os.path.join(d, "state"), "run", "--bundle", d, f"bench-t{idx}"],
+                   env=env, check=True, stdin=subprocess.DEVNULL)
+    total = time.monotonic() - t0
+    return t_first, total, rss, hwm
+
+
+def phases(runtime, d, env):
+    """Kernel printk timestamps of one debug run: when userspace (/init) starts."""
+    make_bundle(d, ["/bin/true"])
+    r = subprocess.run([runtime, "--root", os.path.join(d, "state"), "run", "--bundle", d, "bench-dbg"],
+                       env=dict(env, SILO_VM_DEBUG="1"), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    marks = {}
+    for line in r.stderr.splitlines():
+        if "Run /init" in line or "Freeing unused kernel image (initmem)" in line:
+            try:
+                marks["kernel-to-init"] = float(line.split("]")[0].strip("[ "))
+            except ValueError:
+                pass
+    return marks
+
+
+def summary(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", "--iterations", type=int, default=5)
+    ap.add_argument("--accel", default=os.environ.get("SILO_VM_ACCEL", "auto"))
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    runtime = os.environ.get("SILO_RUNTIME") or os.path.join(BUILD, "src/runtime/silo-runtime")
+    env = dict(os.environ, SILO_VM_KERNEL=kernel(), SILO_VM_INITRD=os.path.join(BUILD, "src/guest/initramfs.img"),
+               SILO_VM_ACCEL=a.accel)
+    with tempfile.TemporaryDirectory(prefix="silo-vm-bench-") as d:
+        res = [one_run(runtime, d, env, i) for i in range(a.iterations)]
+        ph = phases(runtime, d, env)
+    out = {
+        "accel": a.accel,
+        "iterations": a.iterations,
+        "first_output_s": summary([r[0] for r in res]),
+        "run_true_total_s": summary([r[1] for r in res]),
+        "qemu_rss_mib": summary([r[2] / 1024 if r[2] else None for r in res]),
+        "qemu_peak_rss_mib": summary([r[3] / 1024 if r[3] else None for r in res]),
+        "initramfs_bytes": os.path.getsize(env["SILO_VM_INITRD"]),
+        "guest_kernel_to_init_s": ph.get("kernel-to-init"),
+    }
+    for k, v in out.items():
+        if isinstance(v, dict):
+            print(f"{k:22} median {v['median']:8.3f}  min {v['min']:8.3f}  max {v['max']:8.3f}")
+        else:
+            print(f"{k:22} {v}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

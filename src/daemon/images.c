@@ -1,0 +1,287 @@
+/* /images/...: list, inspect, remove, tag, load, backed by the image store. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "image/archive.h"
+#include "image/image.h"
+#include "image/reference.h"
+#include "silod.h"
+#include "util/cleanup.h"
+
+/* "docker.io/library/busybox:latest" -> "busybox:latest", as docker shows it. */
+char *image_display_name(const char *name)
+{
+        if (strncmp(name, "docker.io/library/", 18) == 0)
+                return strdup(name + 18);
+        if (strncmp(name, "docker.io/", 10) == 0)
+                return strdup(name + 10);
+        return strdup(name);
+}
+
+static int64_t parse_created(const char *s)
+{
+        if (!s)
+                return 0;
+        struct tm tm = {};
+        if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+                return 0;
+        return (int64_t) timegm(&tm);
+}
+
+static json_t *repo_tags(const silo_image *img)
+{
+        json_t *a = json_array();
+        for (char **n = img->names; a && n && *n; n++) {
+                if (strchr(*n, '@'))
+                        continue;
+                _cleanup_free_ char *shown = image_display_name(*n);
+                if (shown)
+                        json_array_append_new(a, json_string(shown));
+        }
+        return a;
+}
+
+static json_t *repo_digests(const silo_image *img)
+{
+        json_t *a = json_array();
+        for (char **n = img->names; a && n && *n; n++) {
+                _cleanup_free_ char *shown = image_display_name(*n);
+                if (!shown)
+                        continue;
+                char *at = strrchr(shown, '@'), *colon = strrchr(shown, ':');
+                if (at)
+                        json_array_append_new(a, json_string(shown));
+                else if (colon && !strchr(colon, '/')) {
+                        *colon = 0;
+                        char buf[512];
+                        snprintf(buf, sizeof(buf), "%s@%s", shown, img->digest);
+                        json_array_append_new(a, json_string(buf));
+                }
+        }
+        return a;
+}
+
+static json_t *labels_of(const silo_image *img)
+{
+        return img->config->labels ? json_deep_copy(img->config->labels) : json_object();
+}
+
+static enum MHD_Result images_list(struct silod *d, struct MHD_Connection *c)
+{
+        silo_error err = SILO_ERROR_INIT;
+        silo_store *s = NULL;
+        int r = open_store(d, &s, &err);
+        if (r < 0)
+                return reply_errno(c, r, &err);
+        silo_image **v = NULL;
+        size_t n = 0;
+        r = silo_image_list(s, &v, &n, &err);
+        if (r < 0) {
+                silo_store_free(s);
+                return reply_errno(c, r, &err);
+        }
+        json_t *out = json_array();
+        for (size_t i = 0; i < n; i++) {
+                json_int_t size = (json_int_t) silo_image_size(s, v[i]);
+                json_array_append_new(out, json_pack("{s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:i}", "Id",
+                                                     v[i]->id, "ParentId", "", "RepoTags", repo_tags(v[i]),
+                                                     "RepoDigests", repo_digests(v[i]), "Created",
+                                                     (json_int_t) parse_created(v[i]->config->created), "Size", size,
+                                                     "VirtualSize", size, "SharedSize", (json_int_t) -1, "Labels",
+                                                     labels_of(v[i]), "Containers", -1));
+        }
+        silo_image_list_free(v, n);
+        silo_store_free(s);
+        return reply_json(c, 200, out);
+}
+
+static enum MHD_Result image_inspect(struct silod *d, struct MHD_Connection *c, const char *name)
+{
+        silo_error err = SILO_ERROR_INIT;
+        silo_store *s = NULL;
+        int r = open_store(d, &s, &err);
+        if (r < 0)
+                return reply_errno(c, r, &err);
+        _cleanup_image_ silo_image *img = NULL;
+        r = silo_image_lookup(s, name, &img, &err);
+        if (r < 0) {
+                silo_store_free(s);
+                if (r == -ENOENT)
+                        return reply_error(c, 404, "No such image: %s", name);
+                return reply_errno(c, r, &err);
+        }
+        json_t *doc = NULL;
+        r = silo_image_inspect_json(s, img, &doc, &err);
+        silo_store_free(s);
+        if (r < 0)
+                return reply_errno(c, r, &err);
+        /* Docker's shape on top of the store's document. */
+        json_object_set_new(doc, "RepoTags", repo_tags(img));
+        json_object_set_new(doc, "RepoDigests", repo_digests(img));
+        json_object_set_new(doc, "Parent", json_string(""));
+        json_object_set_new(doc, "Comment", json_string(""));
+        json_object_set_new(doc, "DockerVersion", json_string(""));
+        json_object_set_new(doc, "VirtualSize", json_incref(json_object_get(doc, "Size")));
+        json_object_set_new(doc, "GraphDriver", json_pack("{s:s, s:{}}", "Name", "overlay", "Data"));
+        json_object_set_new(doc, "Metadata", json_pack("{s:s}", "LastTagTime", "0001-01-01T00:00:00Z"));
+        if (!json_object_get(doc, "Config") || json_is_null(json_object_get(doc, "Config")))
+                json_object_set_new(doc, "Config", json_object());
+        return reply_json(c, 200, doc);
+}
+
+static enum MHD_Result image_remove(struct silod *d, struct MHD_Connection *c, const char *name)
+{
+        silo_error err = SILO_ERROR_INIT;
+        silo_store *s = NULL;
+        int r = open_store(d, &s, &err);
+        if (r < 0)
+                return reply_errno(c, r, &err);
+        _cleanup_image_ silo_image *img = NULL;
+        r = silo_image_lookup(s, name, &img, &err);
+        if (r < 0) {
+                silo_store_free(s);
+                if (r == -ENOENT)
+                        return reply_error(c, 404, "No such image: %s", name);
+                return reply_errno(c, r, &err);
+        }
+        r = silo_image_remove(s, name, query_bool(c, "force"), NULL, &err);
+        if (r < 0) {
+                silo_store_free(s);
+                if (r == -EBUSY || r == -EEXIST)
+                        return reply_error(c, 409, "conflict: unable to remove %s: %s", name, err.message);
+                return reply_errno(c, r, &err);
+        }
+        json_t *out = json_array();
+        if (silo_reference_valid(name) && strncmp(name, "sha256:", 7) != 0) {
+                _cleanup_free_ char *shown = NULL;
+                _cleanup_reference_ silo_reference *ref = NULL;
+                if (silo_reference_parse(name, &ref, NULL) == 0) {
+                        _cleanup_free_ char *full = silo_reference_name(ref);
+                        shown = full ? image_display_name(full) : NULL;
+                }
+                json_array_append_new(out, json_pack("{s:s}", "Untagged", shown ? shown : name));
+        }
+        _cleanup_image_ silo_image *still = NULL;
+        if (silo_image_lookup(s, img->id, &still, NULL) < 0)
+                json_array_append_new(out, json_pack("{s:s}", "Deleted", img->id));
+        silo_store_free(s);
+        return reply_json(c, 200, out);
+}
+
+static enum MHD_Result image_tag(struct silod *d, struct MHD_Connection *c, const char *name)
+{
+        const char *repo = query(c, "repo"), *tag = query(c, "tag");
+        if (!repo || !*repo)
+                return reply_error(c, 400, "repo: required");
+        _cleanup_free_ char *target = NULL;
+        if (asprintf(&target, "%s:%s", repo, tag && *tag ? tag : "latest") < 0)
+                return MHD_NO;
+        silo_error err = SILO_ERROR_INIT;
+        silo_store *s = NULL;
+        int r = open_store(d, &s, &err);
+        if (r < 0)
+                return reply_errno(c, r, &err);
+        r = silo_image_tag(s, name, target, &err);
+        silo_store_free(s);
+        if (r == -ENOENT)
+                return reply_error(c, 404, "No such image: %s", name);
+        if (r < 0)
+                return reply_errno(c, r == -EINVAL ? r : r, &err);
+        return reply_empty(c, 201);
+}
+
+static enum MHD_Result image_load(struct silod *d, struct MHD_Connection *c, struct request *req)
+{
+        if (req->upload_fd < 0)
+                return reply_error(c, 400, "images/load: empty request body (expected an image archive)");
+        if (lseek(req->upload_fd, 0, SEEK_SET) < 0)
+                return reply_error(c, 500, "images/load: seek: %s", strerror(errno));
+        silo_error err = SILO_ERROR_INIT;
+        silo_store *s = NULL;
+        int r = open_store(d, &s, &err);
+        if (r < 0)
+                return reply_errno(c, r, &err);
+        silo_load_options o;
+        silo_load_options_init(&o);
+        char **loaded = NULL;
+        r = silo_archive_load(s, req->upload_fd, &o, &loaded, &err);
+        silo_store_free(s);
+        if (r < 0)
+                return reply_error(c, r == -ENOMEM ? 500 : 400, "%s", err.message);
+        /* The JSON message stream `docker load` renders. */
+        size_t cap = 256, len = 0;
+        char *text = malloc(cap);
+        for (char **l = loaded; text && l && *l; l++) {
+                _cleanup_free_ char *shown = image_display_name(*l);
+                const char *what = strncmp(*l, "sha256:", 7) == 0 ? "Loaded image ID: " : "Loaded image: ";
+                _cleanup_json_ json_t *msg = json_pack("{s:s++}", "stream", what, shown ? shown : *l, "\n");
+                _cleanup_free_ char *line = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+                if (!line)
+                        continue;
+                size_t n = strlen(line);
+                if (len + n + 2 > cap) {
+                        cap = (len + n + 2) * 2;
+                        char *nt = realloc(text, cap);
+                        if (!nt) {
+                                free(text);
+                                text = NULL;
+                                break;
+                        }
+                        text = nt;
+                }
+                memcpy(text + len, line, n);
+                len += n;
+                text[len++] = '\n';
+        }
+        silo_strv_free(loaded);
+        if (!text)
+                return MHD_NO;
+        struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(text);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        add_common_headers(resp);
+        enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+static bool ends_with(const char *s, const char *suffix, size_t *ret_prefix)
+{
+        size_t n = strlen(s), m = strlen(suffix);
+        if (n <= m || strcmp(s + n - m, suffix) != 0)
+                return false;
+        *ret_prefix = n - m;
+        return true;
+}
+
+enum MHD_Result handle_images(struct silod *d, struct MHD_Connection *c, struct request *req, const char *method,
+                              const char *path)
+{
+        bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+        if (get && strcmp(path, "json") == 0)
+                return images_list(d, c);
+        if (post && strcmp(path, "load") == 0)
+                return image_load(d, c, req);
+        size_t n;
+        if (get && ends_with(path, "/json", &n)) {
+                _cleanup_free_ char *name = strndup(path, n);
+                return name ? image_inspect(d, c, name) : MHD_NO;
+        }
+        if (post && ends_with(path, "/tag", &n)) {
+                _cleanup_free_ char *name = strndup(path, n);
+                return name ? image_tag(d, c, name) : MHD_NO;
+        }
+        if (strcmp(method, "DELETE") == 0 && *path)
+                return image_remove(d, c, path);
+        if (post && strcmp(path, "create") == 0)
+                return reply_error(c, 501, "pulling images through silod is not implemented yet; use `silo pull` "
+                                           "or `docker load`");
+        return reply_error(c, 404, "page not found: %s /images/%s", method, path);
+}

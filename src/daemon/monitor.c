@@ -1,0 +1,77 @@
+/* silo-monitor ID DIR RUNTIME_ROOT: the per-container monitor silod spawns
+ * with a sync pipe on fd 3.  It detaches (fork, setsid) so it outlives
+ * silod, then runs the container through silo_monitor_run(). */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "process/container.h"
+
+/* --exec ID RUNTIME_ROOT PROCESS_JSON: runs one exec with our stdio and
+ * exits with its status (126 if it could not be started, message on stderr). */
+static int exec_main(char **argv)
+{
+        silo_error err = SILO_ERROR_INIT;
+        json_error_t jerr;
+        json_t *process = json_loads(argv[4], 0, &jerr);
+        if (!process) {
+                fprintf(stderr, "silo-monitor: exec process JSON: %s\n", jerr.text);
+                return 126;
+        }
+        struct silo_runtime rt = { .state_root = argv[3] };
+        struct silo_exec_options o = {};
+        int status = 0;
+        int r = silo_container_exec(&rt, argv[2], process, &o, &status, &err);
+        json_decref(process);
+        if (r < 0) {
+                fprintf(stderr, "exec failed: %s\n", err.message);
+                return 126;
+        }
+        return status;
+}
+
+int main(int argc, char **argv)
+{
+        if (argc == 5 && strcmp(argv[1], "--exec") == 0)
+                return exec_main(argv);
+        bool tty = argc == 5 && strcmp(argv[4], "--tty") == 0;
+        if (argc != 4 && !tty) {
+                fprintf(stderr, "usage: silo-monitor ID DIR RUNTIME_ROOT [--tty] (started by silod)\n");
+                return 2;
+        }
+        const int sync_fd = 3;
+        /* Whatever mask the spawner had must not reach the container. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        /* Nothing of silod's but the sync pipe. */
+        close_range(sync_fd + 1, ~0U, 0);
+        pid_t pid = fork();
+        if (pid < 0) {
+                dprintf(sync_fd, "Efork monitor: %m\n");
+                return 1;
+        }
+        if (pid > 0)
+                _exit(0);
+        setsid();
+        umask(022);
+        if (chdir("/") < 0)
+                return 1;
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+                dup2(devnull, 0);
+                dup2(devnull, 1);
+                dup2(devnull, 2);
+                if (devnull > 2)
+                        close(devnull);
+        }
+        struct silo_monitor_options o = { .id = argv[1], .dir = argv[2], .runtime_root = argv[3], .sync_fd = sync_fd,
+                                         .tty = tty };
+        silo_error err = SILO_ERROR_INIT;
+        return silo_monitor_run(&o, &err) < 0 ? 1 : 0;
+}

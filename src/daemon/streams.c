@@ -1,0 +1,407 @@
+/* Container output streams: GET /logs (follow or not) and the hijacked
+ * POST /attach, both fed from the monitor's log file. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "silod.h"
+#include "util/cleanup.h"
+
+struct stream {
+        struct silod *d;
+        struct ctr *ct;                 /* reference */
+        struct MHD_Connection *conn;    /* logs: to notice a client that left */
+        int fd;                         /* the log file */
+        uint64_t offset;
+        bool follow, want_out, want_err, tty, attach;
+        unsigned exits0;
+        char *pend;
+        size_t pend_len, pend_off;
+};
+
+static void stream_free(struct stream *st)
+{
+        if (!st)
+                return;
+        if (st->fd >= 0)
+                close(st->fd);
+        ctr_unref(st->d, st->ct);
+        free(st->pend);
+        free(st);
+}
+
+static bool stream_finished(struct stream *st)
+{
+        struct silod *d = st->d;
+        pthread_mutex_lock(&d->lock);
+        bool done;
+        if (d->stopping)
+                done = true;
+        else if (st->attach)
+                done = st->ct->exits > st->exits0 || st->ct->removed;
+        else
+                done = st->ct->status != CTR_RUNNING && !st->ct->starting;
+        pthread_mutex_unlock(&d->lock);
+        return done;
+}
+
+/* Fills st->pend with the next wanted frame.  1: pending data, 0: nothing
+ * more for now, <0: error. */
+static int stream_next(struct stream *st)
+{
+        for (unsigned guard = 0; guard < 4096; guard++) {
+                int stream_no;
+                char *data = NULL;
+                size_t len = 0;
+                int r = silo_log_read_frame(st->fd, &st->offset, &stream_no, &data, &len, NULL);
+                if (r <= 0)
+                        return r;
+                if ((stream_no == 1 && !st->want_out) || (stream_no == 2 && !st->want_err) || len == 0) {
+                        free(data);
+                        continue;
+                }
+                free(st->pend);
+                st->pend_off = 0;
+                if (st->tty) {
+                        st->pend = data;
+                        st->pend_len = len;
+                        return 1;
+                }
+                st->pend = malloc(SILO_LOG_HEADER + len);
+                if (!st->pend) {
+                        free(data);
+                        return -ENOMEM;
+                }
+                unsigned char hdr[SILO_LOG_HEADER] = { (unsigned char) stream_no, 0, 0, 0, (unsigned char) (len >> 24),
+                                                       (unsigned char) (len >> 16), (unsigned char) (len >> 8),
+                                                       (unsigned char) len };
+                memcpy(st->pend, hdr, sizeof(hdr));
+                memcpy(st->pend + SILO_LOG_HEADER, data, len);
+                st->pend_len = SILO_LOG_HEADER + len;
+                free(data);
+                return 1;
+        }
+        return 0;
+}
+
+static ssize_t logs_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+        (void) pos;
+        struct stream *st = cls;
+        for (;;) {
+                if (st->pend && st->pend_off < st->pend_len) {
+                        size_t n = st->pend_len - st->pend_off;
+                        if (n > max)
+                                n = max;
+                        memcpy(buf, st->pend + st->pend_off, n);
+                        st->pend_off += n;
+                        return (ssize_t) n;
+                }
+                /* Check "finished" before reading: the monitor writes all
+                 * output before it records the exit. */
+                bool finished = !st->follow || stream_finished(st);
+                int r = stream_next(st);
+                if (r < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (r > 0)
+                        continue;
+                if (finished)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                if (connection_gone(st->conn, 100))
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+}
+
+static void logs_free(void *cls)
+{
+        stream_free(cls);
+}
+
+static struct stream *stream_new(struct silod *d, struct ctr *ct, silo_error *err)
+{
+        struct stream *st = calloc(1, sizeof(*st));
+        if (!st) {
+                silo_error_set(err, ENOMEM, "stream");
+                return NULL;
+        }
+        st->d = d;
+        st->fd = -1;
+        pthread_mutex_lock(&d->lock);
+        ct->refs++;
+        st->exits0 = ct->exits;
+        pthread_mutex_unlock(&d->lock);
+        st->ct = ct;
+        st->tty = ctr_tty(ct);
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s/" SILO_ENGINE_LOG, ct->dir) < 0) {
+                stream_free(st);
+                silo_error_set(err, ENOMEM, "stream");
+                return NULL;
+        }
+        st->fd = open(path, O_RDONLY | O_CLOEXEC | O_CREAT | O_NOFOLLOW, 0600);
+        if (st->fd < 0) {
+                silo_error_set(err, errno, "open %s", path);
+                stream_free(st);
+                return NULL;
+        }
+        return st;
+}
+
+/* Offset after the last `lines` lines of the wanted streams (frame-granular:
+ * a frame holding the cut is sent whole). */
+static uint64_t tail_offset(struct stream *st, long lines)
+{
+        uint64_t off = 0, *starts = NULL;
+        size_t *counts = NULL, n = 0, cap = 0;
+        for (;;) {
+                uint64_t at = off;
+                int s;
+                char *data = NULL;
+                size_t len;
+                if (silo_log_read_frame(st->fd, &off, &s, &data, &len, NULL) <= 0)
+                        break;
+                if ((s == 1 && st->want_out) || (s == 2 && st->want_err)) {
+                        if (n == cap) {
+                                cap = cap ? cap * 2 : 64;
+                                uint64_t *ns = realloc(starts, cap * sizeof(*ns));
+                                size_t *nc = ns ? realloc(counts, cap * sizeof(*nc)) : NULL;
+                                if (ns)
+                                        starts = ns;
+                                if (!ns || !nc) {
+                                        free(data);
+                                        break;
+                                }
+                                counts = nc;
+                        }
+                        size_t nl = 0;
+                        for (size_t i = 0; i < len; i++)
+                                nl += data[i] == '\n';
+                        starts[n] = at;
+                        counts[n++] = nl;
+                }
+                free(data);
+        }
+        uint64_t result = off;
+        long seen = 0;
+        for (size_t i = n; i-- > 0;) {
+                seen += (long) counts[i];
+                if (seen > lines)
+                        break;
+                result = starts[i];
+        }
+        free(starts);
+        free(counts);
+        return result;
+}
+
+enum MHD_Result handle_logs(struct silod *d, struct MHD_Connection *c, struct ctr *ct)
+{
+        silo_error err = SILO_ERROR_INIT;
+        bool want_out = query_bool(c, "stdout"), want_err = query_bool(c, "stderr");
+        if (!want_out && !want_err)
+                return reply_error(c, 400, "Bad parameters: you must choose at least one stream");
+        struct stream *st = stream_new(d, ct, &err);
+        if (!st)
+                return reply_errno(c, -err.code, &err);
+        st->conn = c;
+        st->follow = query_bool(c, "follow");
+        st->want_out = want_out;
+        st->want_err = want_err;
+        const char *tail = query(c, "tail");
+        if (tail && *tail && strcmp(tail, "all") != 0) {
+                char *end;
+                long n = strtol(tail, &end, 10);
+                if (*end || n < 0) {
+                        stream_free(st);
+                        return reply_error(c, 400, "invalid value for \"tail\": %s", tail);
+                }
+                st->offset = tail_offset(st, n);
+        }
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, logs_read, st,
+                                                                      logs_free);
+        if (!resp) {
+                stream_free(st);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                st->tty ? "application/vnd.docker.raw-stream"
+                                        : "application/vnd.docker.multiplexed-stream");
+        add_common_headers(resp);
+        enum MHD_Result r = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+/* ---- attach ---- */
+
+struct attach {
+        struct stream *st;
+        MHD_socket sock;
+        struct MHD_UpgradeResponseHandle *urh;
+};
+
+static bool send_all(int fd, const char *p, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN) {
+                                struct pollfd pf = { fd, POLLOUT, 0 };
+                                if (poll(&pf, 1, 30000) <= 0)
+                                        return false;
+                                continue;
+                        }
+                        return false;
+                }
+                p += n;
+                len -= (size_t) n;
+        }
+        return true;
+}
+
+/* True if the client hung up; reads and drops what it sends (no stdin yet). */
+static bool peer_gone(int fd, int timeout_ms)
+{
+        struct pollfd pf = { fd, POLLIN | POLLRDHUP, 0 };
+        if (poll(&pf, 1, timeout_ms) <= 0)
+                return false;
+        if (pf.revents & (POLLHUP | POLLERR))
+                return true;
+        if (pf.revents & POLLIN) {
+                char buf[4096];
+                ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+                /* EOF on the client's write side is a half-close (no more
+                 * stdin), not a hangup: keep sending output. */
+                if (n < 0 && errno != EAGAIN && errno != EINTR)
+                        return true;
+        }
+        return false;
+}
+
+static void *attach_thread(void *userdata)
+{
+        struct attach *a = userdata;
+        struct stream *st = a->st;
+        bool half_closed = false;
+        for (;;) {
+                int r = stream_next(st);
+                if (r < 0)
+                        break;
+                if (r > 0) {
+                        if (!send_all(a->sock, st->pend, st->pend_len))
+                                break;
+                        continue;
+                }
+                if (stream_finished(st)) {
+                        /* Output written just before the exit was recorded. */
+                        while (stream_next(st) > 0)
+                                if (!send_all(a->sock, st->pend, st->pend_len))
+                                        break;
+                        break;
+                }
+                if (half_closed) {
+                        usleep(50000);
+                        continue;
+                }
+                struct pollfd pf = { a->sock, POLLIN | POLLRDHUP, 0 };
+                if (poll(&pf, 1, 50) > 0) {
+                        if (pf.revents & (POLLHUP | POLLERR))
+                                break;
+                        char buf[4096];
+                        ssize_t n = recv(a->sock, buf, sizeof(buf), MSG_DONTWAIT);
+                        if (n == 0)
+                                half_closed = true;
+                        else if (n < 0 && errno != EAGAIN && errno != EINTR)
+                                break;
+                }
+        }
+        (void) peer_gone;
+        struct silod *d = st->d;
+        MHD_upgrade_action(a->urh, MHD_UPGRADE_ACTION_CLOSE);
+        stream_free(st);
+        free(a);
+        pthread_mutex_lock(&d->lock);
+        d->attach_threads--;
+        pthread_cond_broadcast(&d->changed);
+        pthread_mutex_unlock(&d->lock);
+        return NULL;
+}
+
+static void upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra_in, size_t extra_in_size,
+                     MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+        (void) c;
+        (void) con_cls;
+        (void) extra_in;
+        (void) extra_in_size;
+        struct stream *st = cls;
+        struct attach *a = calloc(1, sizeof(*a));
+        int flags = fcntl(sock, F_GETFL);
+        if (flags >= 0)
+                fcntl(sock, F_SETFL, flags & ~O_NONBLOCK);
+        pthread_t t;
+        if (a) {
+                a->st = st;
+                a->sock = sock;
+                a->urh = urh;
+                pthread_mutex_lock(&st->d->lock);
+                st->d->attach_threads++;
+                pthread_mutex_unlock(&st->d->lock);
+                if (pthread_create(&t, NULL, attach_thread, a) == 0) {
+                        pthread_detach(t);
+                        return;
+                }
+                pthread_mutex_lock(&st->d->lock);
+                st->d->attach_threads--;
+                pthread_mutex_unlock(&st->d->lock);
+        }
+        free(a);
+        stream_free(st);
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+enum MHD_Result handle_attach(struct silod *d, struct MHD_Connection *c, struct ctr *ct)
+{
+        silo_error err = SILO_ERROR_INIT;
+        const char *upgrade = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
+        if (!upgrade)
+                return reply_error(c, 400, "attach needs a hijacked connection (Upgrade: tcp)");
+        if (query_bool(c, "stdin") && !query_bool(c, "stdout") && !query_bool(c, "stderr"))
+                return reply_error(c, 501, "attaching stdin is not supported by silod yet");
+        struct stream *st = stream_new(d, ct, &err);
+        if (!st)
+                return reply_errno(c, -err.code, &err);
+        st->attach = true;
+        st->follow = true;
+        st->want_out = query_bool(c, "stdout");
+        st->want_err = query_bool(c, "stderr");
+        /* Output from now on (logs=1 would replay the past). */
+        if (!query_bool(c, "logs")) {
+                off_t end = lseek(st->fd, 0, SEEK_END);
+                st->offset = end > 0 ? (uint64_t) end : 0;
+        }
+        struct MHD_Response *resp = MHD_create_response_for_upgrade(upgraded, st);
+        if (!resp) {
+                stream_free(st);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "tcp");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "Upgrade");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                st->tty ? "application/vnd.docker.raw-stream"
+                                        : "application/vnd.docker.multiplexed-stream");
+        add_common_headers(resp);
+        enum MHD_Result r = MHD_queue_response(c, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+        MHD_destroy_response(resp);
+        /* If the upgrade never happens the stream leaks until exit: rare
+         * (queueing failed), accepted for now. */
+        return r;
+}

@@ -1,0 +1,90 @@
+/* The engine's per-container side: what silod and the monitor process share.
+ *
+ * Every container has a directory (DIR below) owned by silod:
+ *
+ *   DIR/record.json      silod's record (config, host config, name), atomic rename
+ *   DIR/bundle/          OCI bundle: config.json + mounted rootfs
+ *   DIR/container.log    output frames (see below), appended by the monitor
+ *   DIR/started.json     written by the monitor once the container runs
+ *   DIR/exit.json        written by the monitor after the container exited and
+ *                        the runtime state was deleted: the exit is final
+ *
+ * The monitor (the conmon role) is a small process of its own, detached
+ * from silod: it creates and starts the container with its stdio on pipes,
+ * appends what the container writes to the log, waits for the init and
+ * records the exit code.  silod only reads these files, so containers keep
+ * running (and their exits get recorded) while silod is down.
+ *
+ * Log frames use the Docker stdcopy header, so a non-TTY log can be served
+ * as is: byte 0 the stream (1 stdout, 2 stderr), bytes 4..7 the payload
+ * length big-endian, then the payload. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "util/error.h"
+
+#define SILO_ENGINE_RECORD "record.json"
+#define SILO_ENGINE_BUNDLE "bundle"
+#define SILO_ENGINE_LOG "container.log"
+#define SILO_ENGINE_STARTED "started.json"
+#define SILO_ENGINE_EXIT "exit.json"
+#define SILO_ENGINE_PIDFILE "init.pid"
+
+#define SILO_LOG_HEADER 8
+#define SILO_LOG_FRAME_MAX (64u * 1024)
+
+struct silo_monitor_options {
+        const char *id;                 /* runtime container id */
+        const char *dir;                /* the container directory (absolute) */
+        const char *runtime_root;       /* silo_runtime state root */
+        int sync_fd;                    /* receives "O<pid>\n" or "E<message>\n", then closed */
+        bool tty;                       /* process.terminal: output comes from a pty master */
+};
+
+/* Runs in the detached monitor process: create, start, log, wait, delete,
+ * record the exit.  Returns 0 once the exit is recorded, or a negative errno
+ * if the container could not be started (reported on sync_fd as well). */
+int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err);
+
+/* ---- log files ---- */
+
+/* Appends one frame (payload split at SILO_LOG_FRAME_MAX). */
+int silo_log_append(int fd, int stream, const void *data, size_t len, silo_error *err);
+
+/* Reads the frame at *offset if it is complete: stream and payload (malloc'd)
+ * and advances *offset.  Returns 1 for a frame, 0 at the end (or a frame
+ * still being written), negative errno on a corrupt header. */
+int silo_log_read_frame(int fd, uint64_t *offset, int *ret_stream, char **ret_data, size_t *ret_len,
+                        silo_error *err);
+
+/* ---- state files ---- */
+
+int64_t silo_engine_now_ns(void);
+/* RFC 3339 with nanoseconds in UTC; "0001-01-01T00:00:00Z" for 0. */
+void silo_engine_format_time(int64_t ns, char buf[48]);
+
+/* Writes a JSON document to dirfd/name with temp file, fsync and rename. */
+int silo_engine_write_json_at(int dirfd, const char *name, json_t *doc, silo_error *err);
+/* -ENOENT (without a message) if the file does not exist. */
+int silo_engine_read_json_at(int dirfd, const char *name, json_t **ret, silo_error *err);
+
+struct silo_engine_exit {
+        int exit_code;
+        int64_t finished_at;
+        char error[SILO_ERROR_MAX];
+};
+
+struct silo_engine_started {
+        pid_t pid;
+        pid_t monitor_pid;
+        int64_t started_at;
+};
+
+int silo_engine_exit_load(int dirfd, struct silo_engine_exit *ret, silo_error *err);
+int silo_engine_started_load(int dirfd, struct silo_engine_started *ret, silo_error *err);

@@ -1,0 +1,257 @@
+/* The monitor: one small process per container run (the conmon role).
+ * It owns the container's stdio pipes, so output is logged and the exit
+ * recorded whether or not silod is running. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "process/container.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+
+static void report(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(int fd, const char *fmt, ...)
+{
+        if (fd < 0)
+                return;
+        char buf[SILO_ERROR_MAX + 64];
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        if (n > 0)
+                (void) !write(fd, buf, (size_t) n < sizeof(buf) ? (size_t) n : sizeof(buf) - 1);
+}
+
+/* Points fds 0..2 at the given fds (dup2 clears O_CLOEXEC, so the container
+ * init inherits them). */
+static int set_stdio(int in, int out, int errfd, silo_error *err)
+{
+        if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
+                return silo_error_set(err, errno, "dup2 stdio");
+        return 0;
+}
+
+/* Moves one read's worth from a pipe to the log; returns 0 at EOF. */
+static int pump(int pipe_fd, int stream, int logfd)
+{
+        char buf[32768];
+        ssize_t n = read(pipe_fd, buf, sizeof(buf));
+        if (n < 0)
+                return errno == EINTR || errno == EAGAIN ? 1 : 0;
+        if (n == 0)
+                return 0;
+        /* A full disk must not stop the container: output is dropped. */
+        (void) silo_log_append(logfd, stream, buf, (size_t) n, NULL);
+        return 1;
+}
+
+#define CONSOLE_SOCKET "console.sock"
+
+/* A listening socket for the runtime's console protocol, bound by a path
+ * relative to the container directory (absolute paths can exceed
+ * sun_path); the caller's cwd is that directory while create runs. */
+static int console_listen(int dirfd, silo_error *err)
+{
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return silo_error_set(err, errno, "console socket");
+        struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = CONSOLE_SOCKET };
+        unlinkat(dirfd, CONSOLE_SOCKET, 0);
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+                int r = silo_error_set(err, errno, "bind console socket");
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+/* Receives the pty master the runtime sent during create. */
+static int console_receive(int listen_fd, silo_error *err)
+{
+        struct pollfd p = { listen_fd, POLLIN, 0 };
+        if (poll(&p, 1, 10000) <= 0)
+                return silo_error_msg(err, ETIMEDOUT, "console socket: no pty master from the runtime");
+        _cleanup_close_ int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (conn < 0)
+                return silo_error_set(err, errno, "accept console socket");
+        char name[128];
+        struct iovec iov = { name, sizeof(name) };
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } control;
+        memset(&control, 0, sizeof(control));
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf) };
+        if (recvmsg(conn, &mh, MSG_CMSG_CLOEXEC) < 0)
+                return silo_error_set(err, errno, "receive pty master");
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
+                return silo_error_msg(err, EBADMSG, "console socket: no pty master in the message");
+        int master;
+        memcpy(&master, CMSG_DATA(cm), sizeof(int));
+        return master;
+}
+
+static int exit_code_of(int status)
+{
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        if (WIFSIGNALED(status))
+                return 128 + WTERMSIG(status);
+        return 255;
+}
+
+int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
+{
+        _cleanup_close_ int dirfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0) {
+                int r = silo_error_set(err, errno, "open %s", o->dir);
+                report(o->sync_fd, "E%s\n", err->message);
+                return r;
+        }
+        _cleanup_free_ char *bundle = NULL, *pidfile = NULL;
+        if (asprintf(&bundle, "%s/" SILO_ENGINE_BUNDLE, o->dir) < 0 ||
+            asprintf(&pidfile, "%s/" SILO_ENGINE_PIDFILE, o->dir) < 0)
+                return silo_error_set(err, ENOMEM, "monitor");
+
+        _cleanup_close_ int logfd = openat(dirfd, SILO_ENGINE_LOG, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+                                           0600);
+        _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int out[2] = { -1, -1 }, errp[2] = { -1, -1 };
+        _cleanup_close_ int pidfd = -1, console_fd = -1, master = -1;
+        _cleanup_json_ json_t *started = NULL, *ex = NULL;
+        _cleanup_free_ char *pidtext = NULL;
+        int r = 0;
+        if (logfd < 0 || devnull < 0) {
+                r = silo_error_set(err, errno, "open %s", logfd < 0 ? SILO_ENGINE_LOG : "/dev/null");
+                goto fail;
+        }
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+                r = silo_error_set(err, errno, "pipe");
+                goto fail;
+        }
+
+        struct silo_runtime rt = { .state_root = o->runtime_root };
+        struct silo_create_options copts = { .bundle = bundle, .pid_file = pidfile };
+        if (o->tty) {
+                if (fchdir(dirfd) < 0) {
+                        r = silo_error_set(err, errno, "chdir %s", o->dir);
+                        goto fail;
+                }
+                console_fd = console_listen(dirfd, err);
+                if (console_fd < 0) {
+                        r = console_fd;
+                        goto fail;
+                }
+                copts.console_socket = CONSOLE_SOCKET;
+        }
+        r = set_stdio(devnull, out[1], errp[1], err);
+        if (r < 0)
+                goto fail;
+        r = silo_container_create(&rt, o->id, &copts, err);
+        if (r == 0 && o->tty) {
+                master = console_receive(console_fd, err);
+                if (master < 0) {
+                        r = master;
+                        silo_container_delete(&rt, o->id, true, NULL);
+                }
+        }
+        if (o->tty) {
+                unlinkat(dirfd, CONSOLE_SOCKET, 0);
+                silo_closep(&console_fd);
+                (void) !chdir("/");
+        }
+        if (r == 0) {
+                r = silo_container_start(&rt, o->id, err);
+                if (r < 0)
+                        silo_container_delete(&rt, o->id, true, NULL);
+        }
+        (void) set_stdio(devnull, devnull, devnull, NULL);
+        silo_closep(&out[1]);
+        silo_closep(&errp[1]);
+        if (r < 0)
+                goto fail;
+
+        r = silo_read_file_at(dirfd, SILO_ENGINE_PIDFILE, 64, &pidtext, NULL, err);
+        pid_t pid = r == 0 ? (pid_t) atoi(pidtext) : 0;
+        if (pid <= 0) {
+                if (r == 0)
+                        r = silo_error_msg(err, EBADMSG, "%s: bad pid", SILO_ENGINE_PIDFILE);
+                silo_container_kill(&rt, o->id, SIGKILL, true, NULL);
+                silo_container_delete(&rt, o->id, true, NULL);
+                goto fail;
+        }
+        started = json_pack("{s:i, s:i, s:I}", "Pid", (int) pid, "MonitorPid",
+                                                   (int) getpid(), "StartedAt", (json_int_t) silo_engine_now_ns());
+        if (!started || silo_engine_write_json_at(dirfd, SILO_ENGINE_STARTED, started, err) < 0) {
+                r = started ? -err->code : silo_error_set(err, ENOMEM, "started.json");
+                silo_container_kill(&rt, o->id, SIGKILL, true, NULL);
+                silo_container_delete(&rt, o->id, true, NULL);
+                goto fail;
+        }
+        /* Our child, not yet reaped: the pid cannot have been reused. */
+        pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        report(o->sync_fd, "O%d\n", (int) pid);
+        if (o->sync_fd >= 0)
+                close(o->sync_fd);
+
+        int status = 0;
+        bool exited = false, out_open = true, err_open = true, tty_open = master >= 0;
+        while (!exited || out_open || err_open || tty_open) {
+                struct pollfd p[4] = {
+                        { out_open ? out[0] : -1, POLLIN, 0 },
+                        { err_open ? errp[0] : -1, POLLIN, 0 },
+                        { exited ? -1 : pidfd, POLLIN, 0 },
+                        { tty_open ? master : -1, POLLIN, 0 },
+                };
+                /* After the init died the pipes close when its pid namespace
+                 * is gone; a stray holder gets a second, then is ignored. */
+                int n = poll(p, 4, exited ? 1000 : (pidfd < 0 ? 100 : 5000));
+                if (n < 0 && errno != EINTR)
+                        break;
+                if (n == 0 && exited)
+                        break;
+                if (p[0].revents && !pump(out[0], 1, logfd))
+                        out_open = false;
+                if (p[1].revents && !pump(errp[0], 2, logfd))
+                        err_open = false;
+                /* EIO once the last slave fd closed. */
+                if (p[3].revents && !pump(master, 1, logfd))
+                        tty_open = false;
+                if (!exited && (pidfd < 0 || p[2].revents) && waitpid(pid, &status, WNOHANG) == pid)
+                        exited = true;
+        }
+        if (!exited)
+                waitpid(pid, &status, 0);
+
+        silo_error derr = SILO_ERROR_INIT;
+        silo_container_delete(&rt, o->id, true, &derr);
+        ex = json_pack("{s:i, s:I, s:s}", "ExitCode", exit_code_of(status), "FinishedAt",
+                                              (json_int_t) silo_engine_now_ns(), "Error", derr.message);
+        r = ex ? silo_engine_write_json_at(dirfd, SILO_ENGINE_EXIT, ex, err) : silo_error_set(err, ENOMEM, "exit.json");
+        goto done;
+
+fail:
+        report(o->sync_fd, "E%s\n", err->message);
+        if (o->sync_fd >= 0)
+                close(o->sync_fd);
+done:
+        for (int i = 0; i < 2; i++) {
+                silo_closep(&out[i]);
+                silo_closep(&errp[i]);
+        }
+        return r;
+}
