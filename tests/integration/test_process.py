@@ -439,3 +439,39 @@ def test_seccomp_default_errno_allowlist(rt, bundle):
     assert rt.run_helper(bundle, "syscall-test", "mkdir", "/tmp/x")["error"] == "EPERM"
     assert rt.run_helper(bundle, "syscall-test", "mkdirat", "/tmp/x")["error"] == "EPERM"
     assert rt.run_helper(bundle, "syscall-test", "getcwd")["ok"]
+
+
+def _signal_state(text):
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return int(fields["SigBlk"].strip(), 16), int(fields["SigIgn"].strip(), 16)
+
+
+def test_signal_state_is_clean_in_container(rt, bundle):
+    """The runtime blocks the signals it forwards and ignores SIGPIPE; neither
+    may leak into the container (both survive execve)."""
+    bundle.args("/bin/cat", "/proc/self/status")
+    res = rt.run(bundle)
+    res.check()
+    assert _signal_state(res.stdout) == (0, 0), res.stdout
+
+    bundle2 = bundle
+    bundle2.args("/bin/sleep", "60")
+    rt.run(bundle2, detach=True).check()
+    res = rt.exec(bundle2.cid, "/bin/cat", "/proc/self/status")
+    res.check()
+    assert _signal_state(res.stdout) == (0, 0), res.stdout
+    rt.delete(bundle2.cid, force=True).check()
+
+
+def test_sigterm_trap_runs_in_foreground_run(rt, bundle):
+    """A container's SIGTERM handler runs when the runtime forwards SIGTERM."""
+    bundle.args("/bin/sh", "-c", "trap 'echo trapped; exit 7' TERM; echo ready; while :; do sleep 0.05; done")
+    bundle.write()
+    rt.ids.add(bundle.cid)
+    p = subprocess.Popen([rt.binary, "--root", rt.root, "run", "--bundle", bundle.path, bundle.cid],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=20)
+    assert "trapped" in out, (out, err)
+    assert p.returncode == 7, (p.returncode, err)

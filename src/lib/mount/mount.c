@@ -517,7 +517,11 @@ static int empty_tmpfs(int *fd, silo_error *err)
 
 static int mask_paths(struct silo_rootfs *ctx, silo_error *err)
 {
+        /* The first masked directory gets the fresh tmpfs itself; the others
+         * get clones of it once it is attached (kernels before 6.5 or so
+         * cannot clone a detached mount). */
         _cleanup_close_ int empty = -1;
+        bool empty_attached = false;
         for (const char **p = ctx->spec->masked_paths; p && *p; p++) {
                 silo_error ignored = SILO_ERROR_INIT;
                 _cleanup_close_ int target = silo_open_in_root(ctx->rootfd, *p, O_PATH | O_NOFOLLOW, 0, &ignored);
@@ -536,6 +540,13 @@ static int mask_paths(struct silo_rootfs *ctx, silo_error *err)
                         int r = empty_tmpfs(&empty, err);
                         if (r < 0)
                                 return r;
+                        if (!empty_attached) {
+                                r = attach_tree(empty, target, *p, err);
+                                if (r < 0)
+                                        return silo_error_prefix(err, "linux.maskedPaths");
+                                empty_attached = true;
+                                continue;
+                        }
                         source = empty;
                 }
                 int r = bind_mount_fd(source, NULL, target, false, 0, false, *p, NULL, err);

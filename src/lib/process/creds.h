@@ -28,5 +28,10 @@ int silo_process_finalize(const struct silo_process *p, silo_seccomp *seccomp, i
  * as runc does.  Call inside the container's root. */
 int silo_process_default_home(struct silo_process *p, silo_error *err);
 
+/* Gives a process about to exec a clean signal state: nothing blocked (the
+ * runtime blocks the signals it forwards) and every disposition default
+ * (the runtime ignores SIGPIPE); both would otherwise survive execve. */
+void silo_signals_reset(void);
+
 /* Whether the calling process has cap in its effective set. */
 bool silo_have_cap(int cap);

@@ -95,6 +95,7 @@ __attribute__((noreturn)) static void exec_child(struct exec_ctx *x)
         int sync = x->sync_child;
 
         syscall(SYS_close_range, 3 + x->opts->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC);
+        silo_signals_reset();
         if (x->process.terminal && exec_terminal(x, &err) < 0)
                 silo_sync_fail(sync, &err);
         char exe[PATH_MAX];

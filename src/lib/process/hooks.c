@@ -1,5 +1,7 @@
 #include "process/hooks.h"
 
+#include "process/creds.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -43,6 +45,7 @@ static int run_hook(const struct silo_hook *h, const char *name, size_t index, c
         if (pid == 0) {
                 /* Its own process group: a timeout kills whatever it started too. */
                 setpgid(0, 0);
+                silo_signals_reset();
                 dup2(in[0], 0);
                 dup2(out[1], 1);
                 dup2(out[1], 2);

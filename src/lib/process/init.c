@@ -95,6 +95,8 @@ void silo_init_main(struct create_ctx *c)
         int sync = c->sync_child;
         int r;
 
+        /* What the runtime blocked or ignored is not the container's business. */
+        silo_signals_reset();
         /* Until READY, the runtime may still roll everything back: if it dies
          * (killed mid-create), so do we, instead of idling in accept(). */
         prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
