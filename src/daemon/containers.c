@@ -93,30 +93,37 @@ static bool pid_alive(pid_t pid)
         return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
+/* Applies exit.json if present; true if it was. */
+static bool apply_exit_locked(struct silod *d, struct ctr *ct, int dirfd)
+{
+        struct silo_engine_exit ex;
+        if (silo_engine_exit_load(dirfd, &ex, NULL) < 0)
+                return false;
+        ct->paused = false;
+        if (ct->status != CTR_EXITED || ct->finished_at != ex.finished_at) {
+                ct->status = CTR_EXITED;
+                ct->exit_code = ex.exit_code;
+                ct->finished_at = ex.finished_at;
+                snprintf(ct->error, sizeof(ct->error), "%s", ex.error);
+                ct->exits++;
+                pthread_cond_broadcast(&d->changed);
+        }
+        struct silo_engine_started st;
+        if (silo_engine_started_load(dirfd, &st, NULL) == 0)
+                ct->started_at = st.started_at;
+        ct->pid = 0;
+        return true;
+}
+
 void ctr_refresh_locked(struct silod *d, struct ctr *ct)
 {
-        (void) d;
         if (ct->starting || ct->removed)
                 return;
         _cleanup_close_ int dirfd = open(ct->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0)
                 return;
-        struct silo_engine_exit ex;
-        if (silo_engine_exit_load(dirfd, &ex, NULL) == 0) {
-                if (ct->status != CTR_EXITED || ct->finished_at != ex.finished_at) {
-                        ct->status = CTR_EXITED;
-                        ct->exit_code = ex.exit_code;
-                        ct->finished_at = ex.finished_at;
-                        snprintf(ct->error, sizeof(ct->error), "%s", ex.error);
-                        ct->exits++;
-                        pthread_cond_broadcast(&d->changed);
-                }
-                struct silo_engine_started st;
-                if (silo_engine_started_load(dirfd, &st, NULL) == 0)
-                        ct->started_at = st.started_at;
-                ct->pid = 0;
+        if (apply_exit_locked(d, ct, dirfd))
                 return;
-        }
         struct silo_engine_started st;
         if (silo_engine_started_load(dirfd, &st, NULL) == 0) {
                 ct->started_at = st.started_at;
@@ -126,6 +133,9 @@ void ctr_refresh_locked(struct silod *d, struct ctr *ct)
                         ct->pid = st.pid;
                         return;
                 }
+                /* The monitor writes exit.json just before it exits: look again. */
+                if (apply_exit_locked(d, ct, dirfd))
+                        return;
                 /* The monitor died without recording an exit (killed). */
                 if (ct->status != CTR_EXITED) {
                         ct->status = CTR_EXITED;
@@ -134,11 +144,14 @@ void ctr_refresh_locked(struct silod *d, struct ctr *ct)
                         snprintf(ct->error, sizeof(ct->error), "the container's monitor process died");
                         ct->exits++;
                         ct->pid = 0;
+                        ct->paused = false;
                         pthread_cond_broadcast(&d->changed);
                 }
                 return;
         }
         if (ct->status == CTR_RUNNING) {
+                if (apply_exit_locked(d, ct, dirfd))
+                        return;
                 ct->status = CTR_EXITED;
                 ct->exit_code = 255;
                 ct->exits++;
@@ -244,6 +257,7 @@ static void unlink_locked(struct silod *d, struct ctr *ct)
                         *p = ct->next;
                         ct->removed = true;
                         ct->refs--;     /* the table's reference; the caller still holds one */
+                        execs_prune_locked(d, ct->id);
                         break;
                 }
         pthread_cond_broadcast(&d->changed);
@@ -305,6 +319,7 @@ void *containers_poll_thread(void *userdata)
 /* ---- create ---- */
 
 struct create_body {
+        bool open_stdin;
         const char *image;
         const char **cmd;
         const char **entrypoint;
@@ -349,6 +364,7 @@ static const struct silo_json_field create_fields[] = {
         { "User", SILO_JSON_STRING, offsetof(struct create_body, user), SILO_JSON_NULLABLE },
         { "Hostname", SILO_JSON_STRING, offsetof(struct create_body, hostname), SILO_JSON_NULLABLE },
         { "Tty", SILO_JSON_BOOL, offsetof(struct create_body, tty), SILO_JSON_NULLABLE },
+        { "OpenStdin", SILO_JSON_BOOL, offsetof(struct create_body, open_stdin), SILO_JSON_NULLABLE },
         { "HostConfig", SILO_JSON_OBJECT, offsetof(struct create_body, host_config), SILO_JSON_NULLABLE },
         {}
 };
@@ -597,14 +613,20 @@ static int spawn_monitor(struct silod *d, struct ctr *ct, pid_t *ret_pid, silo_e
         posix_spawnattr_setsigmask(&attr, &none);
         posix_spawnattr_setsigdefault(&attr, &all);
         posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        char *argv[] = { d->monitor_path, ct->id, ct->dir, d->runtime_root, ctr_tty(ct) ? "--tty" : NULL, NULL };
+        json_t *config = json_object_get(ct->record, "Config");
+        char *argv[7] = { d->monitor_path, ct->id, ct->dir, d->runtime_root };   /* NULL-terminated */
+        size_t argc = 4;
+        if (ctr_tty(ct))
+                argv[argc++] = "--tty";
+        if (json_is_true(json_object_get(config, "OpenStdin")))
+                argv[argc++] = json_is_true(json_object_get(config, "StdinOnce")) ? "--stdin-once" : "--stdin";
         pid_t pid;
         int r = posix_spawn(&pid, d->monitor_path, &fa, &attr, argv, environ);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);
         if (r != 0)
                 return silo_error_set(err, r, "spawn %s", d->monitor_path);
-        silo_closep(&wr);
+        silo_close_reset(&wr);
         /* The first child exits at once; the detached monitor reports. */
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
                 ;
@@ -735,7 +757,41 @@ static bool wait_exit_locked(struct silod *d, struct ctr *ct, int ms)
 static int signal_container(struct silod *d, struct ctr *ct, int sig, silo_error *err)
 {
         struct silo_runtime rt = { .state_root = d->runtime_root };
-        return silo_container_kill(&rt, ct->id, sig, sig == SIGKILL, err);
+        int r = silo_container_kill(&rt, ct->id, sig, sig == SIGKILL, err);
+        /* A frozen container would never see the signal. */
+        pthread_mutex_lock(&d->lock);
+        bool paused = ct->paused;
+        pthread_mutex_unlock(&d->lock);
+        if (paused && (sig == SIGKILL || sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) &&
+            silo_container_resume(&rt, ct->id, NULL) == 0) {
+                pthread_mutex_lock(&d->lock);
+                ct->paused = false;
+                pthread_mutex_unlock(&d->lock);
+        }
+        return r;
+}
+
+static enum MHD_Result container_pause(struct silod *d, struct MHD_Connection *c, struct ctr *ct, bool pause)
+{
+        pthread_mutex_lock(&d->lock);
+        ctr_refresh_locked(d, ct);
+        bool running = ct->status == CTR_RUNNING, paused = ct->paused;
+        pthread_mutex_unlock(&d->lock);
+        if (!running)
+                return reply_error(c, 409, "Container %s is not running", ct->id);
+        if (pause && paused)
+                return reply_error(c, 409, "Container %s is already paused", ct->id);
+        if (!pause && !paused)
+                return reply_error(c, 409, "Container %s is not paused", ct->id);
+        struct silo_runtime rt = { .state_root = d->runtime_root };
+        silo_error err = SILO_ERROR_INIT;
+        int r = pause ? silo_container_pause(&rt, ct->id, &err) : silo_container_resume(&rt, ct->id, &err);
+        if (r < 0)
+                return reply_errno(c, r, &err);
+        pthread_mutex_lock(&d->lock);
+        ct->paused = pause;
+        pthread_mutex_unlock(&d->lock);
+        return reply_empty(c, 204);
 }
 
 /* 304 if not running, 204 once stopped, 400/500 with a message. */
@@ -949,7 +1005,7 @@ static const char *status_name(const struct ctr *ct)
 {
         switch (ct->status) {
         case CTR_CREATED: return "created";
-        case CTR_RUNNING: return "running";
+        case CTR_RUNNING: return ct->paused ? "paused" : "running";
         case CTR_EXITED: return "exited";
         }
         return "dead";
@@ -1005,7 +1061,7 @@ static json_t *list_entry(const struct ctr *ct)
         switch (ct->status) {
         case CTR_RUNNING:
                 human_duration((now - ct->started_at) / 1000000000, dur, sizeof(dur));
-                snprintf(status, sizeof(status), "Up %s", dur);
+                snprintf(status, sizeof(status), "Up %s%s", dur, ct->paused ? " (Paused)" : "");
                 break;
         case CTR_EXITED:
                 human_duration((now - ct->finished_at) / 1000000000, dur, sizeof(dur));
@@ -1107,7 +1163,7 @@ static enum MHD_Result container_inspect(struct silod *d, struct MHD_Connection 
         silo_engine_format_time(ct->finished_at, finished);
         snprintf(name, sizeof(name), "/%s", ct->name);
         json_t *state = json_pack("{s:s, s:b, s:b, s:b, s:b, s:b, s:b, s:i, s:i, s:s, s:s, s:s}", "Status",
-                                  status_name(ct), "Running", ct->status == CTR_RUNNING, "Paused", 0, "Restarting", 0,
+                                  status_name(ct), "Running", ct->status == CTR_RUNNING, "Paused", ct->paused, "Restarting", 0,
                                   "OOMKilled", 0, "Dead", 0, "Removing", ct->removing, "Pid", (int) ct->pid,
                                   "ExitCode", ct->exit_code, "Error", ct->error, "StartedAt", started, "FinishedAt",
                                   finished);
@@ -1156,12 +1212,16 @@ enum MHD_Result handle_containers(struct silod *d, struct MHD_Connection *c, str
                 r = container_start(d, c, ct);
         else if (post && strcmp(action, "stop") == 0)
                 r = container_stop(d, c, ct);
+        else if (post && (strcmp(action, "pause") == 0 || strcmp(action, "unpause") == 0))
+                r = container_pause(d, c, ct, strcmp(action, "pause") == 0);
         else if (post && strcmp(action, "restart") == 0)
                 r = container_restart(d, c, ct);
         else if (post && strcmp(action, "kill") == 0)
                 r = container_kill(d, c, ct);
         else if (post && strcmp(action, "wait") == 0)
                 r = container_wait(d, c, ct);
+        else if (get && strcmp(action, "stats") == 0)
+                r = handle_stats(d, c, ct);
         else if (get && strcmp(action, "logs") == 0)
                 r = handle_logs(d, c, ct);
         else if (post && strcmp(action, "exec") == 0)

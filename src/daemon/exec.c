@@ -42,6 +42,21 @@ void execs_free(struct silod *d)
         }
 }
 
+void execs_prune_locked(struct silod *d, const char *container_id)
+{
+        for (struct exec_rec **p = &d->execs; *p;) {
+                struct exec_rec *e = *p;
+                /* A running exec's thread still points at it: it goes with
+                 * the next removal of this container id (never) or at exit. */
+                if (strcmp(e->container_id, container_id) == 0 && !e->running) {
+                        *p = e->next;
+                        json_decref(e->process);
+                        free(e);
+                } else
+                        p = &e->next;
+        }
+}
+
 static struct exec_rec *exec_lookup_locked(struct silod *d, const char *id)
 {
         for (struct exec_rec *e = d->execs; e; e = e->next)
@@ -249,8 +264,14 @@ static void *exec_attach_thread(void *userdata)
 {
         struct exec_attach *a = userdata;
         struct silod *d = a->d;
-        bool out_open = true, err_open = true, client = true;
+        bool out_open = true, err_open = true, client = true, stopping = false;
         while (out_open || err_open) {
+                pthread_mutex_lock(&d->lock);
+                stopping = d->stopping;
+                pthread_mutex_unlock(&d->lock);
+                /* silod stops: the connection must close; the exec goes on. */
+                if (stopping)
+                        break;
                 struct pollfd p[3] = {
                         { out_open ? a->out : -1, POLLIN, 0 },
                         { err_open ? a->err : -1, POLLIN, 0 },
@@ -283,7 +304,8 @@ static void *exec_attach_thread(void *userdata)
         }
         close(a->out);
         close(a->err);
-        exec_finished(d, a->e, a->pid);
+        if (!stopping)
+                exec_finished(d, a->e, a->pid);
         MHD_upgrade_action(a->urh, MHD_UPGRADE_ACTION_CLOSE);
         free(a);
         pthread_mutex_lock(&d->lock);
@@ -354,14 +376,15 @@ static enum MHD_Result exec_start(struct silod *d, struct MHD_Connection *c, str
         if (b.tty)
                 return reply_error(c, 501, "exec with a terminal is not supported by silod yet");
         bool upgrade = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE) != NULL;
-        if (!b.detach && !upgrade)
-                return reply_error(c, 400, "exec start needs a hijacked connection (Upgrade: tcp) unless Detach");
-
         pthread_mutex_lock(&d->lock);
         struct exec_rec *e = exec_lookup_locked(d, id);
         if (!e) {
                 pthread_mutex_unlock(&d->lock);
                 return reply_error(c, 404, "No such exec instance: %s", id);
+        }
+        if (!b.detach && !upgrade) {
+                pthread_mutex_unlock(&d->lock);
+                return reply_error(c, 400, "exec start needs a hijacked connection (Upgrade: tcp) unless Detach");
         }
         if (e->started) {
                 pthread_mutex_unlock(&d->lock);
@@ -382,11 +405,11 @@ static enum MHD_Result exec_start(struct silod *d, struct MHD_Connection *c, str
         if (r == 0)
                 r = spawn_exec_helper(d, container_id, process, outp[1], errp[1], a ? &a->pid : NULL, &err);
         json_decref(process);
-        silo_closep(&outp[1]);
-        silo_closep(&errp[1]);
+        silo_close_reset(&outp[1]);
+        silo_close_reset(&errp[1]);
         if (r < 0) {
-                silo_closep(&outp[0]);
-                silo_closep(&errp[0]);
+                silo_close_reset(&outp[0]);
+                silo_close_reset(&errp[0]);
                 free(a);
                 pthread_mutex_lock(&d->lock);
                 e->running = false;

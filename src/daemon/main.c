@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "silo-config.h"
+#include "cgroup/cgroup.h"
 #include "silod.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
@@ -294,6 +295,15 @@ int main(int argc, char **argv)
                 return 1;
         }
         silo_store_free(s);
+        /* The daemon's cgroup parent exists (with cpuset initialised)
+         * before containers race to create their cgroups under it. */
+        struct silo_cgroup_options cgo = {};
+        silo_cgroup *parent_cg = NULL;
+        if (silo_cgroup_create(&cgo, d.cgroup_parent, "silod", &parent_cg, &err) < 0) {
+                fprintf(stderr, "silod: --cgroup-parent %s: %s\n", d.cgroup_parent, err.message);
+                return 1;
+        }
+        silo_cgroup_free(parent_cg);
         pthread_mutex_init(&d.lock, NULL);
         pthread_cond_init(&d.changed, NULL);
         d.started = (int64_t) time(NULL);

@@ -39,9 +39,20 @@ int main(int argc, char **argv)
 {
         if (argc == 5 && strcmp(argv[1], "--exec") == 0)
                 return exec_main(argv);
-        bool tty = argc == 5 && strcmp(argv[4], "--tty") == 0;
-        if (argc != 4 && !tty) {
-                fprintf(stderr, "usage: silo-monitor ID DIR RUNTIME_ROOT [--tty] (started by silod)\n");
+        bool tty = false, open_stdin = false, stdin_once = false;
+        for (int i = 4; i < argc; i++) {
+                if (strcmp(argv[i], "--tty") == 0)
+                        tty = true;
+                else if (strcmp(argv[i], "--stdin") == 0)
+                        open_stdin = true;
+                else if (strcmp(argv[i], "--stdin-once") == 0)
+                        open_stdin = stdin_once = true;
+                else
+                        argc = 0;
+        }
+        if (argc < 4) {
+                fprintf(stderr, "usage: silo-monitor ID DIR RUNTIME_ROOT [--tty] [--stdin|--stdin-once] "
+                                "(started by silod)\n");
                 return 2;
         }
         const int sync_fd = 3;
@@ -71,7 +82,7 @@ int main(int argc, char **argv)
                         close(devnull);
         }
         struct silo_monitor_options o = { .id = argv[1], .dir = argv[2], .runtime_root = argv[3], .sync_fd = sync_fd,
-                                         .tty = tty };
+                                         .tty = tty, .open_stdin = open_stdin, .stdin_once = stdin_once };
         silo_error err = SILO_ERROR_INIT;
         return silo_monitor_run(&o, &err) < 0 ? 1 : 0;
 }

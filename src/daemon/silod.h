@@ -33,6 +33,7 @@ struct ctr {
         enum ctr_status status;
         bool removed;                   /* gone from the table (waiters see it) */
         bool starting, removing;
+        bool paused;                    /* frozen through the runtime (not persisted) */
         pid_t pid, monitor_pid;
         int exit_code;
         unsigned exits;                 /* bumped on every recorded exit */
@@ -112,6 +113,10 @@ enum MHD_Result handle_exec_create(struct silod *d, struct MHD_Connection *c, st
 enum MHD_Result handle_exec(struct silod *d, struct MHD_Connection *c, struct request *req, const char *method,
                             const char *path);
 void execs_free(struct silod *d);
+void execs_prune_locked(struct silod *d, const char *container_id);
+
+/* ---- stats.c ---- */
+enum MHD_Result handle_stats(struct silod *d, struct MHD_Connection *c, struct ctr *ct);
 
 /* ---- streams.c ---- */
 enum MHD_Result handle_logs(struct silod *d, struct MHD_Connection *c, struct ctr *ct);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
@@ -19,7 +20,7 @@ struct stream {
         struct MHD_Connection *conn;    /* logs: to notice a client that left */
         int fd;                         /* the log file */
         uint64_t offset;
-        bool follow, want_out, want_err, tty, attach;
+        bool follow, want_out, want_err, want_stdin, tty, attach;
         unsigned exits0;
         char *pend;
         size_t pend_len, pend_off;
@@ -242,6 +243,7 @@ enum MHD_Result handle_logs(struct silod *d, struct MHD_Connection *c, struct ct
 
 struct attach {
         struct stream *st;
+        int stdin_dirfd;                /* container dir when stdin is attached, else -1 */
         MHD_socket sock;
         struct MHD_UpgradeResponseHandle *urh;
 };
@@ -267,30 +269,28 @@ static bool send_all(int fd, const char *p, size_t len)
         return true;
 }
 
-/* True if the client hung up; reads and drops what it sends (no stdin yet). */
-static bool peer_gone(int fd, int timeout_ms)
+/* Connects to the monitor's stdin socket; -1 while the container has not
+ * started (the socket appears with the monitor). */
+static int stdin_connect(int dirfd)
 {
-        struct pollfd pf = { fd, POLLIN | POLLRDHUP, 0 };
-        if (poll(&pf, 1, timeout_ms) <= 0)
-                return false;
-        if (pf.revents & (POLLHUP | POLLERR))
-                return true;
-        if (pf.revents & POLLIN) {
-                char buf[4096];
-                ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-                /* EOF on the client's write side is a half-close (no more
-                 * stdin), not a hangup: keep sending output. */
-                if (n < 0 && errno != EAGAIN && errno != EINTR)
-                        return true;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" SILO_ENGINE_STDIN_SOCKET, dirfd);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -1;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                close(fd);
+                return -1;
         }
-        return false;
+        return fd;
 }
 
 static void *attach_thread(void *userdata)
 {
         struct attach *a = userdata;
         struct stream *st = a->st;
-        bool half_closed = false;
+        bool client_eof = false;
+        int stdin_fd = -1;
         for (;;) {
                 int r = stream_next(st);
                 if (r < 0)
@@ -307,25 +307,39 @@ static void *attach_thread(void *userdata)
                                         break;
                         break;
                 }
-                if (half_closed) {
+                if (client_eof) {
                         usleep(50000);
                         continue;
                 }
                 struct pollfd pf = { a->sock, POLLIN | POLLRDHUP, 0 };
-                if (poll(&pf, 1, 50) > 0) {
-                        if (pf.revents & (POLLHUP | POLLERR))
-                                break;
-                        char buf[4096];
-                        ssize_t n = recv(a->sock, buf, sizeof(buf), MSG_DONTWAIT);
-                        if (n == 0)
-                                half_closed = true;
-                        else if (n < 0 && errno != EAGAIN && errno != EINTR)
-                                break;
+                if (poll(&pf, 1, 50) <= 0)
+                        continue;
+                if (pf.revents & (POLLHUP | POLLERR))
+                        break;
+                if (a->stdin_dirfd >= 0 && stdin_fd < 0) {
+                        /* Input waits in the socket until the container runs. */
+                        stdin_fd = stdin_connect(a->stdin_dirfd);
+                        if (stdin_fd < 0) {
+                                usleep(20000);
+                                continue;
+                        }
                 }
+                char buf[16384];
+                ssize_t n = recv(a->sock, buf, sizeof(buf), MSG_DONTWAIT);
+                if (n == 0) {
+                        /* Half-close: no more stdin, output keeps flowing. */
+                        client_eof = true;
+                        if (stdin_fd >= 0)
+                                shutdown(stdin_fd, SHUT_WR);
+                } else if (n < 0 && errno != EAGAIN && errno != EINTR)
+                        break;
+                else if (n > 0 && stdin_fd >= 0 && !send_all(stdin_fd, buf, (size_t) n))
+                        silo_close_reset(&stdin_fd);
         }
-        (void) peer_gone;
+        silo_close_reset(&stdin_fd);
         struct silod *d = st->d;
         MHD_upgrade_action(a->urh, MHD_UPGRADE_ACTION_CLOSE);
+        silo_close_reset(&a->stdin_dirfd);
         stream_free(st);
         free(a);
         pthread_mutex_lock(&d->lock);
@@ -350,6 +364,9 @@ static void upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const c
         pthread_t t;
         if (a) {
                 a->st = st;
+                a->stdin_dirfd = -1;
+                if (st->want_stdin)
+                        a->stdin_dirfd = open(st->ct->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 a->sock = sock;
                 a->urh = urh;
                 pthread_mutex_lock(&st->d->lock);
@@ -374,8 +391,6 @@ enum MHD_Result handle_attach(struct silod *d, struct MHD_Connection *c, struct 
         const char *upgrade = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
         if (!upgrade)
                 return reply_error(c, 400, "attach needs a hijacked connection (Upgrade: tcp)");
-        if (query_bool(c, "stdin") && !query_bool(c, "stdout") && !query_bool(c, "stderr"))
-                return reply_error(c, 501, "attaching stdin is not supported by silod yet");
         struct stream *st = stream_new(d, ct, &err);
         if (!st)
                 return reply_errno(c, -err.code, &err);
@@ -383,6 +398,8 @@ enum MHD_Result handle_attach(struct silod *d, struct MHD_Connection *c, struct 
         st->follow = true;
         st->want_out = query_bool(c, "stdout");
         st->want_err = query_bool(c, "stderr");
+        st->want_stdin = query_bool(c, "stdin") &&
+                         json_is_true(json_object_get(json_object_get(ct->record, "Config"), "OpenStdin"));
         /* Output from now on (logs=1 would replay the past). */
         if (!query_bool(c, "logs")) {
                 off_t end = lseek(st->fd, 0, SEEK_END);

@@ -458,6 +458,48 @@ static json_t *guest_config(struct agent *a)
         return cfg;
 }
 
+/* create + start + wait + delete, in the child that owns the container.  Not
+ * silo_container_run(): it blocks the forwarded signals before cloning the
+ * init, and the container would inherit that mask (SIGTERM blocked). */
+static int run_container(const char *id)
+{
+        struct silo_runtime rt = { .state_root = STATE_DIR };
+        /* The initramfs is the root mount, which pivot_root cannot move. */
+        struct silo_create_options o = { .bundle = BUNDLE_DIR, .no_pivot = true };
+        silo_error e = SILO_ERROR_INIT;
+        json_t *state = NULL;
+        if (silo_container_create(&rt, id, &o, &e) < 0 || silo_container_state(&rt, id, &state, &e) < 0) {
+                dprintf(2, "silo-guest: %s\n", e.message);
+                return 127;
+        }
+        json_t *jpid = json_object_get(state, "pid");
+        pid_t pid = json_is_integer(jpid) ? (pid_t) json_integer_value(jpid) : 0;
+        json_decref(state);
+        static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+        sigset_t fwd;
+        sigemptyset(&fwd);
+        for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+                sigaddset(&fwd, forwarded[i]);
+        sigprocmask(SIG_BLOCK, &fwd, NULL);
+        if (pid <= 0 || silo_container_start(&rt, id, &e) < 0) {
+                dprintf(2, "silo-guest: %s\n", pid <= 0 ? "container has no pid" : e.message);
+                silo_container_delete(&rt, id, true, NULL);
+                return 127;
+        }
+        int status = 0;
+        for (;;) {
+                pid_t w = waitpid(pid, &status, WNOHANG);
+                if (w == pid || (w < 0 && errno != EINTR))
+                        break;
+                struct timespec ts = { 0, 50 * 1000 * 1000 };
+                int sig = sigtimedwait(&fwd, NULL, &ts);
+                if (sig > 0)
+                        kill(pid, sig);
+        }
+        silo_container_delete(&rt, id, true, NULL);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /* Runs the container through libsilo's process backend inside the VM, from a
  * child whose stdio are the ports: namespaces, cgroups v2, seccomp and
  * capabilities apply as on a host.  Failures to create show on the stderr
@@ -490,16 +532,7 @@ static int spawn_container(struct agent *a, pid_t *ret_pid, char *errbuf, size_t
                 if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(a->ports[PORT_STDOUT], 1) < 0 ||
                     dup2(a->ports[PORT_STDERR], 2) < 0)
                         _exit(127);
-                struct silo_runtime rt = { .state_root = STATE_DIR };
-                struct silo_create_options o = { .bundle = BUNDLE_DIR, .no_pivot = true };
-                silo_error e = SILO_ERROR_INIT;
-                int status = 0;
-                /* The initramfs is the root mount, which pivot_root cannot move. */
-                if (silo_container_run(&rt, a->id, &o, false, &status, &e) < 0) {
-                        dprintf(2, "silo-guest: %s\n", e.message);
-                        _exit(127);
-                }
-                _exit(status & 0xff);
+                _exit(run_container(a->id));
         }
         a->procs[a->n_procs++] = (struct proc) { .pid = pid };
         *ret_pid = pid;

@@ -24,10 +24,22 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "util/error.h"
+
+/* Closes and forgets an fd (silo_closep leaves the number behind, which a
+ * later cleanup would close again: in a threaded daemon that number may by
+ * then belong to another connection). */
+static inline void silo_close_reset(int *fd)
+{
+        if (*fd >= 0) {
+                close(*fd);
+                *fd = -1;
+        }
+}
 
 #define SILO_ENGINE_RECORD "record.json"
 #define SILO_ENGINE_BUNDLE "bundle"
@@ -35,6 +47,7 @@
 #define SILO_ENGINE_STARTED "started.json"
 #define SILO_ENGINE_EXIT "exit.json"
 #define SILO_ENGINE_PIDFILE "init.pid"
+#define SILO_ENGINE_STDIN_SOCKET "attach.sock"  /* raw stdin bytes; EOF = client closed stdin */
 
 #define SILO_LOG_HEADER 8
 #define SILO_LOG_FRAME_MAX (64u * 1024)
@@ -45,6 +58,8 @@ struct silo_monitor_options {
         const char *runtime_root;       /* silo_runtime state root */
         int sync_fd;                    /* receives "O<pid>\n" or "E<message>\n", then closed */
         bool tty;                       /* process.terminal: output comes from a pty master */
+        bool open_stdin;                /* DIR/attach.sock feeds the container's stdin */
+        bool stdin_once;                /* close stdin when the first attached client ends it */
 };
 
 /* Runs in the detached monitor process: create, start, log, wait, delete,

@@ -105,6 +105,66 @@ static int console_receive(int listen_fd, silo_error *err)
         return master;
 }
 
+static int stdin_listen(silo_error *err)
+{
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return silo_error_set(err, errno, "stdin socket");
+        struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = SILO_ENGINE_STDIN_SOCKET };
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+                int r = silo_error_set(err, errno, "bind stdin socket");
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+/* Stdin forwarding: one attached client at a time; its bytes go to the
+ * container (non-blocking, so a container that does not read stdin cannot
+ * stall the output pumping). */
+struct stdin_fwd {
+        int listen_fd, client, target;
+        char buf[16384];
+        size_t len, off;
+        bool once;
+};
+
+static void stdin_close_target(struct stdin_fwd *f, bool tty)
+{
+        /* A pty has no EOF to send by closing: the master also carries output. */
+        if (!tty)
+                silo_close_reset(&f->target);
+        silo_close_reset(&f->listen_fd);
+}
+
+static void stdin_events(struct stdin_fwd *f, const struct pollfd *pl, const struct pollfd *pc,
+                         const struct pollfd *pt, bool tty)
+{
+        if (pl->revents && f->client < 0)
+                f->client = accept4(f->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (pc->revents && f->client >= 0 && f->len == 0) {
+                ssize_t n = read(f->client, f->buf, sizeof(f->buf));
+                if (n > 0) {
+                        f->len = (size_t) n;
+                        f->off = 0;
+                } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                        silo_close_reset(&f->client);
+                        if (f->once)
+                                stdin_close_target(f, tty);
+                }
+        }
+        if (f->len > 0 && f->target >= 0 && (pt->revents || pc->revents)) {
+                ssize_t n = write(f->target, f->buf + f->off, f->len - f->off);
+                if (n > 0) {
+                        f->off += (size_t) n;
+                        if (f->off == f->len)
+                                f->len = f->off = 0;
+                } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                        f->len = f->off = 0;    /* the container closed its stdin */
+                }
+        }
+}
+
 static int exit_code_of(int status)
 {
         if (WIFEXITED(status))
@@ -130,7 +190,8 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
         _cleanup_close_ int logfd = openat(dirfd, SILO_ENGINE_LOG, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
                                            0600);
         _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        int out[2] = { -1, -1 }, errp[2] = { -1, -1 };
+        int out[2] = { -1, -1 }, errp[2] = { -1, -1 }, inp[2] = { -1, -1 };
+        struct stdin_fwd fwd = { .listen_fd = -1, .client = -1, .target = -1, .once = o->stdin_once };
         _cleanup_close_ int pidfd = -1, console_fd = -1, master = -1;
         _cleanup_json_ json_t *started = NULL, *ex = NULL;
         _cleanup_free_ char *pidtext = NULL;
@@ -146,11 +207,25 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
 
         struct silo_runtime rt = { .state_root = o->runtime_root };
         struct silo_create_options copts = { .bundle = bundle, .pid_file = pidfile };
-        if (o->tty) {
-                if (fchdir(dirfd) < 0) {
-                        r = silo_error_set(err, errno, "chdir %s", o->dir);
+        /* Sockets are bound by names relative to the container directory
+         * (absolute paths can exceed sun_path). */
+        if (fchdir(dirfd) < 0) {
+                r = silo_error_set(err, errno, "chdir %s", o->dir);
+                goto fail;
+        }
+        if (o->open_stdin) {
+                unlinkat(dirfd, SILO_ENGINE_STDIN_SOCKET, 0);
+                fwd.listen_fd = stdin_listen(err);
+                if (fwd.listen_fd < 0) {
+                        r = fwd.listen_fd;
                         goto fail;
                 }
+                if (!o->tty && pipe2(inp, O_CLOEXEC) < 0) {
+                        r = silo_error_set(err, errno, "pipe");
+                        goto fail;
+                }
+        }
+        if (o->tty) {
                 console_fd = console_listen(dirfd, err);
                 if (console_fd < 0) {
                         r = console_fd;
@@ -158,7 +233,7 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
                 }
                 copts.console_socket = CONSOLE_SOCKET;
         }
-        r = set_stdio(devnull, out[1], errp[1], err);
+        r = set_stdio(inp[0] >= 0 ? inp[0] : devnull, out[1], errp[1], err);
         if (r < 0)
                 goto fail;
         r = silo_container_create(&rt, o->id, &copts, err);
@@ -171,19 +246,25 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
         }
         if (o->tty) {
                 unlinkat(dirfd, CONSOLE_SOCKET, 0);
-                silo_closep(&console_fd);
-                (void) !chdir("/");
+                silo_close_reset(&console_fd);
         }
+        (void) !chdir("/");
         if (r == 0) {
                 r = silo_container_start(&rt, o->id, err);
                 if (r < 0)
                         silo_container_delete(&rt, o->id, true, NULL);
         }
         (void) set_stdio(devnull, devnull, devnull, NULL);
-        silo_closep(&out[1]);
-        silo_closep(&errp[1]);
+        silo_close_reset(&out[1]);
+        silo_close_reset(&errp[1]);
+        silo_close_reset(&inp[0]);
         if (r < 0)
                 goto fail;
+        if (o->open_stdin) {
+                fwd.target = o->tty ? fcntl(master, F_DUPFD_CLOEXEC, 3) : TAKE_FD(inp[1]);
+                if (fwd.target >= 0)
+                        fcntl(fwd.target, F_SETFL, fcntl(fwd.target, F_GETFL) | O_NONBLOCK);
+        }
 
         r = silo_read_file_at(dirfd, SILO_ENGINE_PIDFILE, 64, &pidtext, NULL, err);
         pid_t pid = r == 0 ? (pid_t) atoi(pidtext) : 0;
@@ -211,15 +292,19 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
         int status = 0;
         bool exited = false, out_open = true, err_open = true, tty_open = master >= 0;
         while (!exited || out_open || err_open || tty_open) {
-                struct pollfd p[4] = {
+                bool pending = fwd.len > 0 && fwd.target >= 0;
+                struct pollfd p[7] = {
                         { out_open ? out[0] : -1, POLLIN, 0 },
                         { err_open ? errp[0] : -1, POLLIN, 0 },
                         { exited ? -1 : pidfd, POLLIN, 0 },
                         { tty_open ? master : -1, POLLIN, 0 },
+                        { fwd.client < 0 && !exited ? fwd.listen_fd : -1, POLLIN, 0 },
+                        { !pending && !exited ? fwd.client : -1, POLLIN, 0 },
+                        { pending && !exited ? fwd.target : -1, POLLOUT, 0 },
                 };
                 /* After the init died the pipes close when its pid namespace
                  * is gone; a stray holder gets a second, then is ignored. */
-                int n = poll(p, 4, exited ? 1000 : (pidfd < 0 ? 100 : 5000));
+                int n = poll(p, 7, exited ? 1000 : (pidfd < 0 ? 100 : 5000));
                 if (n < 0 && errno != EINTR)
                         break;
                 if (n == 0 && exited)
@@ -231,12 +316,19 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
                 /* EIO once the last slave fd closed. */
                 if (p[3].revents && !pump(master, 1, logfd))
                         tty_open = false;
+                if (!exited)
+                        stdin_events(&fwd, &p[4], &p[5], &p[6], o->tty);
                 if (!exited && (pidfd < 0 || p[2].revents) && waitpid(pid, &status, WNOHANG) == pid)
                         exited = true;
         }
         if (!exited)
                 waitpid(pid, &status, 0);
 
+        silo_close_reset(&fwd.client);
+        silo_close_reset(&fwd.listen_fd);
+        silo_close_reset(&fwd.target);
+        if (o->open_stdin)
+                unlinkat(dirfd, SILO_ENGINE_STDIN_SOCKET, 0);
         silo_error derr = SILO_ERROR_INIT;
         silo_container_delete(&rt, o->id, true, &derr);
         ex = json_pack("{s:i, s:I, s:s}", "ExitCode", exit_code_of(status), "FinishedAt",
@@ -250,8 +342,14 @@ fail:
                 close(o->sync_fd);
 done:
         for (int i = 0; i < 2; i++) {
-                silo_closep(&out[i]);
-                silo_closep(&errp[i]);
+                silo_close_reset(&out[i]);
+                silo_close_reset(&errp[i]);
+                silo_close_reset(&inp[i]);
         }
+        silo_close_reset(&fwd.client);
+        silo_close_reset(&fwd.listen_fd);
+        silo_close_reset(&fwd.target);
+        if (o->open_stdin)
+                unlinkat(dirfd, SILO_ENGINE_STDIN_SOCKET, 0);
         return r;
 }

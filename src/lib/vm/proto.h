@@ -13,7 +13,7 @@
 #include "util/error.h"
 
 #define SILO_VM_HEADER_SIZE 16
-#define SILO_VM_BODY_MAX (64u * 1024u)
+#define SILO_VM_BODY_MAX (256u * 1024u)    /* a whole OCI config with a seccomp profile fits */
 #define SILO_VM_PROTOCOL_VERSION 1
 
 /* Type = kind | category | operation, the HCS guest protocol's shape. */

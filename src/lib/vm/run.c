@@ -153,7 +153,16 @@ static int vm_params_get(const struct silo_spec *spec, struct vm_params *p, silo
                 p->mem_mb = (unsigned) (mb < SILO_VM_MIN_MEM_MB ? SILO_VM_MIN_MEM_MB
                                         : mb > SILO_VM_MAX_MEM_MB ? SILO_VM_MAX_MEM_MB : mb);
         }
+        /* A CPU quota becomes whole vCPUs (rounded up), at most the host's. */
         p->cpus = 1;
+        if (spec->resources.cpu.quota.set && spec->resources.cpu.quota.value > 0) {
+                uint64_t period = spec->resources.cpu.period.set && spec->resources.cpu.period.value ?
+                                  spec->resources.cpu.period.value : 100000;
+                uint64_t n = ((uint64_t) spec->resources.cpu.quota.value + period - 1) / period;
+                long host = sysconf(_SC_NPROCESSORS_ONLN);
+                uint64_t cap = host > 0 && host < SILO_VM_MAX_CPUS ? (uint64_t) host : SILO_VM_MAX_CPUS;
+                p->cpus = (unsigned) (n < 1 ? 1 : n > cap ? cap : n);
+        }
         long v = 0;
         int r = env_int("SILO_VM_BOOT_TIMEOUT_MS", 1, 600000, &v, err);
         if (r < 0)
@@ -236,6 +245,9 @@ static int run_in_vm(struct silo_vm_session *s, const char *id, const struct sil
                 if (r < 0)
                         return r;
         }
+        /* A crashed or killed VM ends the run as an error the user sees. */
+        if (r == -EPIPE || r == -ESRCH)
+                return silo_error_prefix(err, "the VM stopped before the process exited");
         if (r < 0)
                 return r;
         silo_vm_session_drain(s, OUTPUT_DRAIN_IDLE_MS);
