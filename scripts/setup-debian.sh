@@ -14,6 +14,8 @@ missing=""
 for p in $packages $clients; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# The daemon tests drive the real docker CLI (client only; Debian's docker.io if none is there).
+command -v docker >/dev/null 2>&1 || missing="$missing docker.io"
 if [ -n "$missing" ]; then
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends $missing >/dev/null

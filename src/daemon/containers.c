@@ -88,17 +88,35 @@ static bool auto_remove(const struct ctr *ct)
         return json_is_true(json_object_get(json_object_get(ct->record, "HostConfig"), "AutoRemove"));
 }
 
+/* A monitor that exited may linger as a zombie until its new parent reaps
+ * it: that counts as dead. */
 static bool pid_alive(pid_t pid)
 {
-        return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+        if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
+                return false;
+        char path[64], buf[256];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        const char *end = strrchr(buf, ')');
+        return !(end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X'));
 }
 
-/* Applies exit.json if present; true if it was. */
+/* Applies exit.json if present; true if it was, or if it could not be read
+ * (a transient error must not turn into a made-up exit: look again later). */
 static bool apply_exit_locked(struct silod *d, struct ctr *ct, int dirfd)
 {
         struct silo_engine_exit ex;
-        if (silo_engine_exit_load(dirfd, &ex, NULL) < 0)
+        int r = silo_engine_exit_load(dirfd, &ex, NULL);
+        if (r == -ENOENT)
                 return false;
+        if (r < 0)
+                return true;
         ct->paused = false;
         if (ct->status != CTR_EXITED || ct->finished_at != ex.finished_at) {
                 ct->status = CTR_EXITED;
@@ -117,7 +135,8 @@ static bool apply_exit_locked(struct silod *d, struct ctr *ct, int dirfd)
 
 void ctr_refresh_locked(struct silod *d, struct ctr *ct)
 {
-        if (ct->starting || ct->removed)
+        /* While removing, the files disappear one by one: the state is final. */
+        if (ct->starting || ct->removed || ct->removing)
                 return;
         _cleanup_close_ int dirfd = open(ct->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0)
@@ -125,7 +144,10 @@ void ctr_refresh_locked(struct silod *d, struct ctr *ct)
         if (apply_exit_locked(d, ct, dirfd))
                 return;
         struct silo_engine_started st;
-        if (silo_engine_started_load(dirfd, &st, NULL) == 0) {
+        int r = silo_engine_started_load(dirfd, &st, NULL);
+        if (r < 0 && r != -ENOENT)
+                return;
+        if (r == 0) {
                 ct->started_at = st.started_at;
                 ct->monitor_pid = st.monitor_pid;
                 if (pid_alive(st.monitor_pid)) {
@@ -154,6 +176,7 @@ void ctr_refresh_locked(struct silod *d, struct ctr *ct)
                         return;
                 ct->status = CTR_EXITED;
                 ct->exit_code = 255;
+                snprintf(ct->error, sizeof(ct->error), "the container's state files are gone");
                 ct->exits++;
                 pthread_cond_broadcast(&d->changed);
         }
@@ -211,6 +234,14 @@ int containers_load(struct silod *d, silo_error *err)
                 if (!ct)
                         return silo_error_set(err, ENOMEM, "load containers");
                 ctr_refresh_locked(d, ct);
+                if (ct->status == CTR_RUNNING) {
+                        /* Paused while silod was down (or before it restarted). */
+                        struct silo_runtime rt = { .state_root = d->runtime_root };
+                        _cleanup_json_ json_t *state = NULL;
+                        if (silo_container_state(&rt, ct->id, &state, NULL) == 0)
+                                ct->paused = strcmp(json_string_value(json_object_get(state, "status")) ?: "",
+                                                    "paused") == 0;
+                }
                 ct->next = d->containers;
                 d->containers = ct;
         }

@@ -52,9 +52,18 @@ static int v1_init_dir(const struct cgroup_hierarchy *h, int parent_fd, int dir_
                         return r;
                 if (*trim(mine))
                         continue;
-                r = silo_read_file_at(parent_fd, files[i], CGROUP_FILE_MAX, &parent, NULL, err);
-                if (r < 0)
-                        return r;
+                /* A parent another runtime process made a moment ago may not
+                 * have its own copy yet: give that creator a bounded moment. */
+                for (int tries = 0;; tries++) {
+                        free(parent);
+                        parent = NULL;
+                        r = silo_read_file_at(parent_fd, files[i], CGROUP_FILE_MAX, &parent, NULL, err);
+                        if (r < 0)
+                                return r;
+                        if (*trim(parent) || tries >= 200)
+                                break;
+                        cgroup_sleep_ms(1);
+                }
                 if (!*trim(parent))
                         return silo_error_msg(err, EINVAL, "the parent cgroup has an empty %s", files[i]);
                 r = silo_write_string_at(dir_fd, files[i], parent, err);

@@ -28,17 +28,13 @@
 
 #include <jansson.h>
 
+#include "util/cleanup.h"
 #include "util/error.h"
 
-/* Closes and forgets an fd (silo_closep leaves the number behind, which a
- * later cleanup would close again: in a threaded daemon that number may by
- * then belong to another connection). */
+/* Closes and forgets an fd: silo_closep() now does exactly that. */
 static inline void silo_close_reset(int *fd)
 {
-        if (*fd >= 0) {
-                close(*fd);
-                *fd = -1;
-        }
+        silo_closep(fd);
 }
 
 #define SILO_ENGINE_RECORD "record.json"

@@ -20,12 +20,16 @@ static inline void silo_freep(void *p)
         free(*(void **) p);
 }
 
+/* Closes and disarms: calling it early and then letting the cleanup run
+ * (or calling it twice) never closes a number that may belong to someone
+ * else by then. */
 static inline void silo_closep(int *fd)
 {
         if (*fd >= 0) {
                 int saved = errno;
                 close(*fd);
                 errno = saved;
+                *fd = -1;
         }
 }
 

@@ -1,0 +1,597 @@
+# SPDX-License-Identifier: Apache-2.0
+"""silod against the real docker CLI (client only) on a private unix socket.
+
+One silod per module with its own --root, --state, socket and an absolute
+test-owned --cgroup-parent; the busybox image is a docker-archive tarball
+built offline from busybox-static and loaded with `docker load`.  Teardown
+removes every container, stops silod and checks that no monitor process,
+mount, cgroup or socket is left behind.
+"""
+
+import hashlib
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "clients"))
+import silo_images  # noqa: E402
+
+BUILD_DIR = os.environ.get("SILO_BUILD_DIR", "/work/main/build")
+SILOD = os.path.join(BUILD_DIR, "src/daemon/silod")
+DOCKER = shutil.which("docker")
+CMD_TIMEOUT = 30
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=20):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def write_docker_archive(rootfs, path, tag):
+    """A `docker save` tarball (manifest.json, config, one layer.tar)."""
+    layer = silo_images._rootfs_tar_bytes(rootfs)
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = {
+        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                   "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": "silo tests: busybox-static"}],
+    }
+    cfg = json.dumps(config, sort_keys=True).encode()
+    cfg_hex = hashlib.sha256(cfg).hexdigest()
+    layer_name = hashlib.sha256(layer).hexdigest() + "/layer.tar"
+    manifest = [{"Config": cfg_hex + ".json", "RepoTags": [tag], "Layers": [layer_name]}]
+    with tarfile.open(path, "w") as out:
+        for name, data in ((cfg_hex + ".json", cfg), (layer_name, layer),
+                           ("manifest.json", json.dumps(manifest).encode())):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mode = 0o644
+            out.addfile(ti, io.BytesIO(data))
+    return path
+
+
+class Daemon:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.sock = os.path.join(tmp, "silod.sock")
+        self.root = os.path.join(tmp, "root")
+        self.state = os.path.join(tmp, "state")
+        self.cgroup_parent = "/silo-test-" + uuid.uuid4().hex[:10]
+        self.log = os.path.join(tmp, "silod.log")
+        self.proc = None
+        self.env = dict(os.environ, DOCKER_HOST="unix://" + self.sock,
+                        DOCKER_CONFIG=os.path.join(tmp, "docker-config"))
+
+    def start(self):
+        logf = open(self.log, "a")
+        self.proc = subprocess.Popen(
+            [SILOD, "--host", "unix://" + self.sock, "--root", self.root, "--state", self.state,
+             "--cgroup-parent", self.cgroup_parent],
+            stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+        logf.close()
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"silod exited {self.proc.returncode}: {open(self.log).read()}")
+            try:
+                if self.api("GET", "/_ping")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("silod did not come up: " + open(self.log).read())
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        rc = self.proc.returncode if self.proc else None
+        self.proc = None
+        return rc
+
+    def api(self, method, path, body=None, raw=None, headers=None, timeout=20):
+        conn = UnixHTTPConnection(self.sock, timeout=timeout)
+        try:
+            data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+            hdrs = dict(headers or {})
+            if data is not None:
+                hdrs.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            payload = resp.read()
+            return resp.status, payload, dict(resp.getheaders())
+        finally:
+            conn.close()
+
+    def docker(self, *args, check=True, timeout=CMD_TIMEOUT, input=None):
+        p = subprocess.run([DOCKER, *args], env=self.env, capture_output=True, text=True,
+                           timeout=timeout, input=input)
+        if check and p.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} -> {p.returncode}\n"
+                                 f"stdout: {p.stdout}\nstderr: {p.stderr}\n"
+                                 f"silod log: {open(self.log).read()[-3000:]}")
+        return p
+
+
+def monitor_pids(state):
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(cmd) >= 3 and cmd[0].endswith(b"silo-monitor") and cmd[2].startswith(state.encode()):
+            pids.append(int(pid))
+    return pids
+
+
+def cgroup_dirs(parent):
+    found = []
+    base = "/sys/fs/cgroup"
+    for ctrl in os.listdir(base):
+        d = os.path.join(base, ctrl, parent.lstrip("/"))
+        if os.path.isdir(d):
+            found.append(d)
+    return found
+
+
+def mounts_under(path):
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path)]
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    if not DOCKER:
+        pytest.fail("the docker CLI is required for the daemon tests")
+    if not os.path.exists(SILOD):
+        pytest.fail(f"{SILOD} is not built")
+    tmp = tempfile.mkdtemp(prefix="silod-test-")
+    d = Daemon(tmp)
+    d.start()
+    rootfs = os.path.join(tmp, "busybox-rootfs")
+    os.makedirs(rootfs)
+    silo_images.build_busybox_rootfs(rootfs)
+    d.image_tar = write_docker_archive(rootfs, os.path.join(tmp, "busybox.tar"), "busybox:latest")
+    shutil.rmtree(rootfs)
+    leaks = []
+    try:
+        yield d
+    finally:
+        try:
+            if d.proc is None:
+                d.start()
+            status, body, _ = d.api("GET", "/containers/json?all=1")
+            for c in json.loads(body) if status == 200 else []:
+                d.api("DELETE", f"/containers/{c['Id']}?force=1", timeout=30)
+        except Exception as e:  # noqa: BLE001 - teardown must go on
+            leaks.append(f"cleanup through the API failed: {e}")
+        rc = d.stop()
+        if rc != 0:
+            leaks.append(f"silod exited {rc} on SIGTERM: {open(d.log).read()[-2000:]}")
+        if os.path.exists(d.sock):
+            leaks.append("socket left behind")
+        deadline = time.time() + 10
+        while monitor_pids(d.state) and time.time() < deadline:
+            time.sleep(0.1)
+        for pid in monitor_pids(d.state):
+            leaks.append(f"monitor process {pid} left running")
+            os.kill(pid, signal.SIGKILL)
+        for m in reversed(mounts_under(tmp)):
+            leaks.append(f"mount left: {m}")
+            subprocess.run(["umount", "-l", m], check=False)
+        for cg in cgroup_dirs(d.cgroup_parent):
+            subs = [os.path.join(cg, s) for s in os.listdir(cg) if os.path.isdir(os.path.join(cg, s))]
+            if subs:
+                leaks.append(f"container cgroups left: {subs}")
+            for s in subs:
+                try:
+                    os.rmdir(s)
+                except OSError:
+                    pass
+            try:
+                os.rmdir(cg)
+            except OSError as e:
+                leaks.append(f"cannot remove {cg}: {e}")
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert not leaks, "\n".join(leaks)
+
+
+@pytest.fixture(scope="module")
+def image(daemon):
+    p = daemon.docker("load", "-i", daemon.image_tar, timeout=60)
+    assert "Loaded image: busybox:latest" in p.stdout
+    return "busybox"
+
+
+def test_ping_and_version_negotiation(daemon):
+    status, body, headers = daemon.api("GET", "/_ping")
+    assert status == 200 and body == b"OK"
+    assert headers.get("Api-Version") == "1.43"
+    status, body, _ = daemon.api("HEAD", "/_ping")
+    assert status == 200
+    status, body, _ = daemon.api("GET", "/v1.41/version")
+    doc = json.loads(body)
+    assert status == 200 and doc["ApiVersion"] == "1.43" and doc["Os"] == "linux"
+    status, body, _ = daemon.api("GET", "/v9.99/version")
+    assert status == 400 and "too new" in json.loads(body)["message"]
+
+
+def test_docker_version_and_info(daemon):
+    p = daemon.docker("version")
+    assert "Server" in p.stdout and "1.43" in p.stdout
+    p = daemon.docker("info", "--format", "{{.OSType}} {{.Driver}} {{.CgroupDriver}}")
+    assert p.stdout.strip() == "linux overlay cgroupfs"
+
+
+def test_images_list_inspect_tag_rmi(daemon, image):
+    p = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert "busybox:latest" in p.stdout.split()
+    p = daemon.docker("image", "inspect", "--format", "{{.Os}} {{index .RepoTags 0}}", image)
+    assert p.stdout.strip() == "linux busybox:latest"
+    daemon.docker("tag", image, "silo-test/copy:1")
+    p = daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert "silo-test/copy:1" in p.stdout.split()
+    p = daemon.docker("rmi", "silo-test/copy:1")
+    assert "Untagged: silo-test/copy:1" in p.stdout
+    p = daemon.docker("image", "inspect", "silo-test/copy:1", check=False)
+    assert p.returncode != 0 and "No such image" in p.stderr
+    p = daemon.docker("rmi", "no-such-image:1", check=False)
+    assert p.returncode != 0 and "No such image" in p.stderr
+
+
+def test_run_rm_echo(daemon, image):
+    p = daemon.docker("run", "--rm", image, "echo", "hi")
+    assert p.stdout == "hi\n"
+    p = daemon.docker("ps", "-a", "-q")
+    assert p.stdout.strip() == ""
+
+
+def test_parallel_runs(daemon, image):
+    procs = [subprocess.Popen([DOCKER, "run", "--rm", image, "sh", "-c", f"echo run{i}; exit {i}"],
+                              env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(8)]
+    for i, p in enumerate(procs):
+        out, err = p.communicate(timeout=60)
+        assert (p.returncode, out) == (i, f"run{i}\n"), err
+    assert daemon.docker("ps", "-aq").stdout.strip() == ""
+    assert daemon.api("GET", "/_ping")[0] == 200
+
+
+def test_run_exit_code_and_streams(daemon, image):
+    p = daemon.docker("run", "--rm", image, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert p.returncode == 3
+    assert p.stdout == "out\n"
+    assert "err\n" in p.stderr
+
+
+def test_run_config_env_workdir_user_entrypoint(daemon, image):
+    p = daemon.docker("run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "-u", "1000", image,
+                      "sh", "-c", "echo $FOO $(pwd) $(id -u)")
+    assert p.stdout == "bar /tmp 1000\n"
+    p = daemon.docker("run", "--rm", "--entrypoint", "/bin/echo", image, "a", "b")
+    assert p.stdout == "a b\n"
+
+
+def test_run_with_a_terminal(daemon, image):
+    p = daemon.docker("run", "--rm", "-t", image, "sh", "-c", "tty; echo hi; exit 4", check=False)
+    assert p.returncode == 4
+    # (text mode turns the terminal's \r\n into \n)
+    assert p.stdout == "/dev/pts/0\nhi\n"
+    cid = daemon.docker("run", "-d", "-t", image, "sh", "-c", "echo x; sleep 100").stdout.strip()
+    try:
+        deadline = time.time() + 10
+        while daemon.docker("logs", cid).stdout != "x\n" and time.time() < deadline:
+            time.sleep(0.05)
+        raw = subprocess.run([DOCKER, "logs", cid], env=daemon.env, capture_output=True, timeout=CMD_TIMEOUT)
+        assert raw.stdout == b"x\r\n"
+    finally:
+        daemon.docker("rm", "-f", cid)
+
+
+def test_run_with_stdin(daemon, image):
+    p = daemon.docker("run", "-i", "--rm", image, "sh", "-c", "read x; echo got $x; cat; exit 2",
+                      input="a\nb\n", check=False)
+    assert (p.returncode, p.stdout) == (2, "got a\nb\n"), p.stderr
+    p = daemon.docker("run", "-i", "--rm", image, "wc", "-c", input="x" * 100000)
+    assert p.stdout.strip() == "100000"
+
+
+def test_run_interactive_terminal(daemon, image):
+    """docker run -it from a real terminal: input through the container's pty."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(daemon.env)
+        os.execv(DOCKER, [DOCKER, "run", "-it", "--rm", image, "sh", "-c", "read x; echo got-$x; exit 5"])
+    out = b""
+    deadline = time.time() + 20
+    try:
+        os.write(fd, b"hello\r")
+        while time.time() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if not r:
+                continue
+            try:
+                data = os.read(fd, 1024)
+            except OSError:     # EIO: the client exited and closed the terminal
+                break
+            if not data:
+                break
+            out += data
+    finally:
+        if time.time() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert b"got-hello\r\n" in out, out
+    assert os.waitstatus_to_exitcode(status) == 5, out
+
+
+def test_run_missing_executable_fails(daemon, image):
+    p = daemon.docker("run", "--rm", image, "/no/such/binary", check=False)
+    assert p.returncode != 0
+    assert "no/such/binary" in p.stderr
+
+
+def test_detached_logs_stop_inspect_rm(daemon, image):
+    name = "silo-detached"
+    daemon.docker("run", "-d", "--name", name, image, "sh", "-c",
+                  "echo started; echo warn >&2; trap 'echo bye; exit 7' TERM; while true; do sleep 0.1; done")
+    deadline = time.time() + 10
+    while "started" not in daemon.docker("logs", name).stdout and time.time() < deadline:
+        time.sleep(0.05)
+    p = daemon.docker("ps", "--format", "{{.Names}} {{.State}}")
+    assert f"{name} running" in p.stdout
+    p = daemon.docker("logs", name)
+    assert p.stdout == "started\n" and p.stderr == "warn\n"
+    p = daemon.docker("logs", "--tail", "0", name)
+    assert p.stdout == "" and p.stderr == ""
+    follow = subprocess.Popen([DOCKER, "logs", "-f", name], env=daemon.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    daemon.docker("stop", "-t", "5", name)
+    out, _ = follow.communicate(timeout=15)
+    assert follow.returncode == 0
+    assert out == "started\nbye\n"
+    p = daemon.docker("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.Name}}", name)
+    assert p.stdout.strip() == f"exited 7 /{name}"
+    p = daemon.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}")
+    assert f"{name} Exited (7)" in p.stdout
+    daemon.docker("rm", name)
+    p = daemon.docker("inspect", name, check=False)
+    assert p.returncode != 0 and "No such" in p.stderr
+
+
+def test_exec(daemon, image):
+    daemon.docker("run", "-d", "--name", "silo-exec", image, "sleep", "100")
+    try:
+        p = daemon.docker("exec", "silo-exec", "sh", "-c", "echo in-exec; echo e >&2; exit 3", check=False)
+        assert (p.returncode, p.stdout, p.stderr) == (3, "in-exec\n", "e\n")
+        p = daemon.docker("exec", "-u", "1000", "-e", "A=b", "-w", "/tmp", "silo-exec",
+                          "sh", "-c", "echo $A $(id -u) $(pwd)")
+        assert p.stdout == "b 1000 /tmp\n"
+        p = daemon.docker("exec", "silo-exec", "/no/such/binary", check=False)
+        assert p.returncode == 126 and "/no/such/binary" in p.stderr
+        daemon.docker("exec", "-d", "silo-exec", "sh", "-c", "echo detached > /tmp/mark")
+        deadline = time.time() + 10
+        while daemon.docker("exec", "silo-exec", "cat", "/tmp/mark", check=False).stdout != "detached\n":
+            assert time.time() < deadline
+            time.sleep(0.05)
+        # Bad exec requests.
+        cid = daemon.docker("inspect", "-f", "{{.Id}}", "silo-exec").stdout.strip()
+        expect_error(daemon, "POST", f"/v1.43/containers/{cid}/exec", 400, "Cmd", body={"Cmd": "ls"})
+        expect_error(daemon, "POST", "/v1.43/exec/nope/start", 404, "No such exec instance", body={})
+        expect_error(daemon, "GET", "/v1.43/exec/nope/json", 404, "No such exec instance")
+    finally:
+        daemon.docker("rm", "-f", "silo-exec")
+    p = daemon.docker("exec", "silo-exec", "true", check=False)
+    assert p.returncode != 0 and "No such container" in p.stderr
+
+
+def test_kill_and_force_remove(daemon, image):
+    daemon.docker("run", "-d", "--name", "silo-kill", image, "sleep", "100")
+    p = daemon.docker("rm", "silo-kill", check=False)
+    assert p.returncode != 0 and "running" in p.stderr
+    daemon.docker("kill", "silo-kill")
+    p = daemon.docker("wait", "silo-kill")
+    assert p.stdout.strip() == "137"
+    daemon.docker("run", "-d", "--name", "silo-force", image, "sleep", "100")
+    daemon.docker("rm", "-f", "silo-force", "silo-kill")
+    assert daemon.docker("ps", "-aq").stdout.strip() == ""
+
+
+def test_restart_and_ps_filters(daemon, image):
+    daemon.docker("run", "-d", "--name", "silo-restart", image, "sh", "-c", "echo run; sleep 100")
+    daemon.docker("create", "--name", "silo-created", image, "true")
+    try:
+        p = daemon.docker("ps", "-a", "--filter", "name=silo-restart", "--format", "{{.Names}}")
+        assert p.stdout.split() == ["silo-restart"]
+        p = daemon.docker("ps", "-a", "--filter", "status=created", "--format", "{{.Names}}")
+        assert p.stdout.split() == ["silo-created"]
+        pid1 = daemon.docker("inspect", "-f", "{{.State.Pid}}", "silo-restart").stdout.strip()
+        daemon.docker("restart", "-t", "1", "silo-restart")
+        p = daemon.docker("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "silo-restart")
+        status, pid2 = p.stdout.split()
+        assert status == "running" and pid2 != pid1
+        deadline = time.time() + 10
+        while daemon.docker("logs", "silo-restart").stdout != "run\nrun\n" and time.time() < deadline:
+            time.sleep(0.05)
+        assert daemon.docker("logs", "silo-restart").stdout == "run\nrun\n"
+    finally:
+        daemon.docker("rm", "-f", "silo-restart", "silo-created")
+
+
+def test_pause_unpause(daemon, image):
+    daemon.docker("run", "-d", "--name", "silo-pause", image, "sh", "-c",
+                  "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done")
+    try:
+        daemon.docker("pause", "silo-pause")
+        p = daemon.docker("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "silo-pause")
+        assert p.stdout.strip() == "paused true"
+        assert "(Paused)" in daemon.docker("ps", "--format", "{{.Status}}").stdout
+        p = daemon.docker("pause", "silo-pause", check=False)
+        assert p.returncode != 0 and "already paused" in p.stderr
+        daemon.stop()       # a restarted silod still knows it is paused
+        daemon.start()
+        assert "(Paused)" in daemon.docker("ps", "--format", "{{.Status}}").stdout
+        daemon.docker("unpause", "silo-pause")
+        first = daemon.docker("exec", "silo-pause", "cat", "/tmp/count").stdout
+        time.sleep(0.3)
+        assert daemon.docker("exec", "silo-pause", "cat", "/tmp/count").stdout != first
+        # A paused container still stops.
+        daemon.docker("pause", "silo-pause")
+        daemon.docker("stop", "-t", "1", "silo-pause")
+        p = daemon.docker("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "silo-pause")
+        assert p.stdout.strip() == "exited false"
+    finally:
+        daemon.docker("rm", "-f", "silo-pause")
+
+
+def test_stats(daemon, image):
+    daemon.docker("run", "-d", "-m", "64m", "--name", "silo-stats", image, "sh", "-c", "while true; do :; done")
+    try:
+        p = daemon.docker("stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}} {{.PIDs}} {{.CPUPerc}}",
+                          "silo-stats")
+        name, usage, _, limit, pids, cpu = p.stdout.split()
+        assert (name, limit, pids) == ("silo-stats", "64MiB", "1")
+        assert float(cpu.rstrip("%")) > 10     # a busy loop
+        # The stream: one JSON document per second until the client leaves.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(daemon.sock)
+        s.sendall(b"GET /v1.43/containers/silo-stats/stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b'"cpu_stats"') < 2:
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+        s.close()
+        assert daemon.api("GET", "/_ping")[0] == 200
+    finally:
+        daemon.docker("rm", "-f", "silo-stats")
+
+
+def test_limits_reach_the_cgroup(daemon, image):
+    cid = daemon.docker("run", "-d", "-m", "64m", "--pids-limit", "20", image, "sleep", "100").stdout.strip()
+    try:
+        mem = f"/sys/fs/cgroup/memory{daemon.cgroup_parent}/{cid}/memory.limit_in_bytes"
+        pids = f"/sys/fs/cgroup/pids{daemon.cgroup_parent}/{cid}/pids.max"
+        with open(mem) as f:
+            assert int(f.read()) == 64 * 1024 * 1024
+        with open(pids) as f:
+            assert f.read().strip() == "20"
+    finally:
+        daemon.docker("rm", "-f", cid)
+    assert not os.path.exists(f"/sys/fs/cgroup/memory{daemon.cgroup_parent}/{cid}")
+
+
+def test_containers_survive_a_daemon_kill(daemon, image):
+    daemon.docker("run", "-d", "--name", "silo-survivor", image, "sh", "-c",
+                  "echo one; sleep 1; echo two; sleep 100")
+    daemon.stop(signal.SIGKILL)
+    time.sleep(1.5)     # "two" is written while silod is down
+    daemon.start()
+    p = daemon.docker("ps", "--format", "{{.Names}} {{.State}}")
+    assert "silo-survivor running" in p.stdout
+    assert daemon.docker("logs", "silo-survivor").stdout == "one\ntwo\n"
+    daemon.docker("stop", "-t", "1", "silo-survivor")
+    p = daemon.docker("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "silo-survivor")
+    assert p.stdout.strip() == "exited 137"
+    daemon.docker("rm", "silo-survivor")
+    # An exit that happens while silod is down is recorded too.
+    daemon.docker("run", "-d", "--name", "silo-short", image, "sh", "-c", "sleep 1; exit 5")
+    daemon.stop()
+    time.sleep(1.5)
+    daemon.start()
+    p = daemon.docker("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "silo-short")
+    assert p.stdout.strip() == "exited 5"
+    daemon.docker("rm", "silo-short")
+
+
+def expect_error(daemon, method, path, status, fragment, **kw):
+    got, body, headers = daemon.api(method, path, **kw)
+    assert got == status, (got, body)
+    assert headers.get("Content-Type") == "application/json"
+    msg = json.loads(body)["message"]
+    assert fragment in msg, msg
+
+
+def test_bad_requests(daemon, image):
+    expect_error(daemon, "POST", "/v1.43/containers/create", 400, "request body", raw=b"{not json")
+    expect_error(daemon, "POST", "/v1.43/containers/create", 400, "expected a JSON object", raw=b"[1]")
+    expect_error(daemon, "POST", "/v1.43/containers/create", 400, "Image", body={"Cmd": ["true"]})
+    expect_error(daemon, "POST", "/v1.43/containers/create", 400, "Cmd",
+                 body={"Image": image, "Cmd": 5})
+    expect_error(daemon, "POST", "/v1.43/containers/create", 400, "HostConfig.Memory",
+                 body={"Image": image, "HostConfig": {"Memory": "lots"}})
+    expect_error(daemon, "POST", "/v1.43/containers/create", 404, "No such image",
+                 body={"Image": "nothing-here:1"})
+    expect_error(daemon, "POST", "/v1.43/containers/create?name=bad/name", 400, "Invalid container name",
+                 body={"Image": image})
+    expect_error(daemon, "POST", "/v1.43/containers/create", 413 if False else 400, "larger than",
+                 raw=b'{"Image": "' + b"x" * (2 << 20) + b'"}')
+    expect_error(daemon, "GET", "/v1.43/containers/nope/json", 404, "No such container: nope")
+    expect_error(daemon, "POST", "/v1.43/containers/nope/start", 404, "No such container")
+    expect_error(daemon, "DELETE", "/v1.43/containers/nope", 404, "No such container")
+    expect_error(daemon, "GET", "/v1.43/images/nope:1/json", 404, "No such image")
+    expect_error(daemon, "GET", "/v1.43/no/such/route", 404, "page not found")
+    expect_error(daemon, "POST", "/v1.43/images/load", 400, "", raw=b"not a tarball")
+    expect_error(daemon, "POST", "/v1.43/containers/create", 501, "hyperv",
+                 body={"Image": image, "HostConfig": {"Isolation": "hyperv"}})
+    # A name conflict, then the daemon still serves.
+    status, body, _ = daemon.api("POST", "/v1.43/containers/create?name=silo-dup", body={"Image": image})
+    assert status == 201
+    cid = json.loads(body)["Id"]
+    expect_error(daemon, "POST", "/v1.43/containers/create?name=silo-dup", 409, "already in use",
+                 body={"Image": image})
+    expect_error(daemon, "POST", f"/v1.43/containers/{cid}/kill", 409, "is not running")
+    p = daemon.docker("rmi", image, check=False)
+    assert p.returncode != 0 and "conflict" in p.stderr.lower()
+    expect_error(daemon, "POST", "/v1.43/containers/create", 400, "OpenStdin",
+                 body={"Image": image, "OpenStdin": "yes"})
+    assert daemon.api("DELETE", f"/v1.43/containers/{cid}")[0] == 204
+    assert daemon.api("GET", "/_ping")[0] == 200
+
+
+def test_client_disconnect_mid_stream(daemon, image):
+    daemon.docker("run", "-d", "--name", "silo-stream", image, "sh", "-c", "while true; do echo x; sleep 0.1; done")
+    try:
+        for _ in range(3):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(daemon.sock)
+            s.sendall(b"GET /v1.43/containers/silo-stream/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+            s.close()
+        assert daemon.api("GET", "/_ping")[0] == 200
+    finally:
+        daemon.docker("rm", "-f", "silo-stream")
