@@ -962,6 +962,31 @@ static int teardown_endpoint(silo_net *n, const char *id, json_t *ep, silo_error
         return 0;
 }
 
+/* Inside the container's namespace: address and bring up its end of the
+ * veth; for its first network also loopback and the default route. */
+static int configure_inside(int nsfd, const char *ifname, uint32_t ip, unsigned prefix, bool first_network,
+                            uint32_t gw, silo_error *err)
+{
+        silo_nl *nsnl = NULL;
+        silo_nl_link eth;
+        int r = silo_nl_open(nsfd, &nsnl, err);
+        if (r >= 0) {
+                r = silo_nl_link_get(nsnl, ifname, &eth, err);
+                if (r == -ENODEV)
+                        r = silo_error_msg(err, ENODEV, "%s missing in the namespace", ifname);
+        }
+        if (r >= 0)
+                r = silo_nl_addr_add(nsnl, eth.index, ip, prefix, err);
+        if (r >= 0)
+                r = silo_nl_link_up(nsnl, eth.index, err);
+        if (r >= 0 && first_network)
+                r = loopback_up(nsnl, err);
+        if (r >= 0 && first_network)
+                r = silo_nl_route_default(nsnl, gw, err);
+        silo_nl_free(nsnl);
+        return r;
+}
+
 static int attach_bridge(silo_net *n, const silo_net_attach_options *o, json_t *ep, int nsfd, silo_error *err)
 {
         const char *network = o->network ? o->network : SILO_NET_DEFAULT_NETWORK;
@@ -1046,27 +1071,9 @@ static int attach_bridge(silo_net *n, const silo_net_attach_options *o, json_t *
                 if (r < 0)
                         goto fail;
         }
-        {
-                silo_nl *nsnl = NULL;
-                silo_nl_link eth;
-                r = silo_nl_open(nsfd, &nsnl, err);
-                if (r >= 0) {
-                        r = silo_nl_link_get(nsnl, ifname, &eth, err);
-                        if (r == -ENODEV)
-                                r = silo_error_msg(err, ENODEV, "%s missing in the namespace", ifname);
-                }
-                if (r >= 0)
-                        r = silo_nl_addr_add(nsnl, eth.index, ip, prefix, err);
-                if (r >= 0)
-                        r = silo_nl_link_up(nsnl, eth.index, err);
-                if (r >= 0)
-                        r = loopback_up(nsnl, err);
-                if (r >= 0)
-                        r = silo_nl_route_default(nsnl, gw, err);
-                silo_nl_free(nsnl);
-                if (r < 0)
-                        goto fail;
-        }
+        r = configure_inside(nsfd, ifname, ip, prefix, true, gw, err);
+        if (r < 0)
+                goto fail;
         if (o->n_ports > 0) {
                 silo_nft *nft;
                 r = host_nft(n, &nft, err);
@@ -1297,22 +1304,9 @@ static int extra_attach(silo_net *n, const char *id, json_t *ep, const char *net
                 r = host_nl(n, &nl, err);
         if (r >= 0)
                 r = silo_nl_veth_create(nl, veth, bridge.index, bridge.mtu, ifname, nsfd, mac, err);
-        if (r >= 0) {
+        if (r >= 0)
                 /* No default route: the first network keeps it, as with Docker. */
-                silo_nl *nsnl = NULL;
-                silo_nl_link eth;
-                r = silo_nl_open(nsfd, &nsnl, err);
-                if (r >= 0) {
-                        r = silo_nl_link_get(nsnl, ifname, &eth, err);
-                        if (r == -ENODEV)
-                                r = silo_error_msg(err, ENODEV, "%s missing in the namespace", ifname);
-                }
-                if (r >= 0)
-                        r = silo_nl_addr_add(nsnl, eth.index, ip, prefix, err);
-                if (r >= 0)
-                        r = silo_nl_link_up(nsnl, eth.index, err);
-                silo_nl_free(nsnl);
-        }
+                r = configure_inside(nsfd, ifname, ip, prefix, false, 0, err);
         if (r < 0) {
                 if (nl)
                         (void) silo_nl_link_delete(nl, veth, NULL);
