@@ -26,6 +26,17 @@
 
 extern char **environ;
 
+void spawnattr_init_clean_signals(posix_spawnattr_t *attr)
+{
+        sigset_t none, all;
+        sigemptyset(&none);
+        sigfillset(&all);
+        posix_spawnattr_init(attr);
+        posix_spawnattr_setsigmask(attr, &none);
+        posix_spawnattr_setsigdefault(attr, &all);
+        posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
 /* ---- the table ---- */
 
 static void ctr_free(struct ctr *ct)
@@ -637,13 +648,7 @@ static int spawn_monitor(struct silod *d, struct ctr *ct, pid_t *ret_pid, silo_e
         /* silod blocks SIGTERM & co. for sigwait(); the container must not
          * inherit that mask, nor any handler. */
         posix_spawnattr_t attr;
-        posix_spawnattr_init(&attr);
-        sigset_t none, all;
-        sigemptyset(&none);
-        sigfillset(&all);
-        posix_spawnattr_setsigmask(&attr, &none);
-        posix_spawnattr_setsigdefault(&attr, &all);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        spawnattr_init_clean_signals(&attr);
         json_t *config = json_object_get(ct->record, "Config");
         char *argv[7] = { d->monitor_path, ct->id, ct->dir, d->runtime_root };   /* NULL-terminated */
         size_t argc = 4;

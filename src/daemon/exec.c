@@ -193,13 +193,7 @@ static int spawn_exec_helper(struct silod *d, const char *container_id, json_t *
         else
                 posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_RDWR, 0);
         posix_spawnattr_t attr;
-        posix_spawnattr_init(&attr);
-        sigset_t none, all;
-        sigemptyset(&none);
-        sigfillset(&all);
-        posix_spawnattr_setsigmask(&attr, &none);
-        posix_spawnattr_setsigdefault(&attr, &all);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        spawnattr_init_clean_signals(&attr);
         char *argv[] = { d->monitor_path, "--exec", (char *) container_id, d->runtime_root, text, NULL };
         int r = posix_spawn(ret_pid, d->monitor_path, &fa, &attr, argv, environ);
         posix_spawn_file_actions_destroy(&fa);

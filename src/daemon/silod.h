@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -84,6 +85,11 @@ int request_json(struct request *req, json_t **ret, silo_error *err);
 /* True once the peer hung up (or the daemon stops). */
 bool connection_gone(struct MHD_Connection *c, int timeout_ms);
 int open_store(struct silod *d, silo_store **ret, silo_error *err);
+
+/* Spawn attributes giving the child no blocked signal and default handlers:
+ * silod blocks signals for sigwait(), and neither may reach monitors or
+ * containers (both survive exec).  Destroy with posix_spawnattr_destroy(). */
+void spawnattr_init_clean_signals(posix_spawnattr_t *attr);
 
 /* ---- system.c ---- */
 enum MHD_Result handle_ping(struct silod *d, struct MHD_Connection *c, bool head);
