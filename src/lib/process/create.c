@@ -375,9 +375,15 @@ static int create_init(struct create_ctx *c, silo_error *err)
         c->bundlefd = open(c->bundle_abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (c->bundlefd < 0)
                 return silo_error_set(err, errno, "bundle %s", c->bundle_abs);
-        r = silo_spec_load_at(c->bundlefd, "config.json", &c->spec, err);
-        if (r < 0)
-                return r;
+        if (c->preloaded_config) {
+                r = silo_spec_from_json(c->preloaded_config, &c->spec, err);
+                if (r < 0)
+                        return silo_error_prefix(err, "config.json");
+        } else {
+                r = silo_spec_load_at(c->bundlefd, "config.json", &c->spec, err);
+                if (r < 0)
+                        return r;
+        }
         r = check_spec(c, err);
         if (r < 0)
                 return r;
@@ -562,31 +568,31 @@ int silo_container_run(const struct silo_runtime *rt, const char *id, const stru
         if (r < 0)
                 return r;
         *ret_status = 0;
-        {
-                /* VM isolation takes the whole run (src/lib/vm). */
-                _cleanup_json_ json_t *cfg = NULL;
-                char path[PATH_MAX];
-                snprintf(path, sizeof(path), "%s/config.json", opts->bundle ? opts->bundle : ".");
-                if (silo_json_load_file_at(AT_FDCWD, path, SILO_CONFIG_MAX_BYTES, &cfg, NULL) == 0 && silo_vm_wanted(cfg))
-                        return silo_vm_container_run(rt, id, opts, detach, ret_status, err);
-        }
+
+        /* Read once for the decisions below and for create itself; if it does
+         * not load, create loads it again and reports why. */
+        _cleanup_json_ json_t *config = NULL;
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/config.json", opts->bundle ? opts->bundle : ".");
+        (void) silo_json_load_file_at(AT_FDCWD, path, SILO_CONFIG_MAX_BYTES, &config, NULL);
+
+        /* VM isolation takes the whole run (src/lib/vm). */
+        if (config && silo_vm_wanted(config))
+                return silo_vm_container_run(rt, id, opts, detach, ret_status, err);
+
         struct create_ctx c;
         ctx_init(&c, rt, id, opts);
+        c.preloaded_config = config;
 
         /* A foreground run with a terminal and no console socket proxies the
          * pty itself, like runc. */
-        if (!detach && !opts->console_socket) {
-                _cleanup_json_ json_t *probe = NULL;
-                char path[PATH_MAX];
-                snprintf(path, sizeof(path), "%s/config.json", opts->bundle ? opts->bundle : ".");
-                if (silo_json_load_file_at(AT_FDCWD, path, SILO_CONFIG_MAX_BYTES, &probe, NULL) == 0 &&
-                    json_is_true(json_object_get(json_object_get(probe, "process"), "terminal"))) {
-                        int sp[2];
-                        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
-                                return silo_error_set(err, errno, "socketpair");
-                        c.console_local = sp[0];
-                        c.console_fd = sp[1];
-                }
+        if (!detach && !opts->console_socket && config &&
+            json_is_true(json_object_get(json_object_get(config, "process"), "terminal"))) {
+                int sp[2];
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+                        return silo_error_set(err, errno, "socketpair");
+                c.console_local = sp[0];
+                c.console_fd = sp[1];
         }
 
         /* Blocked from before the container exists, so a signal arriving at

@@ -16,6 +16,7 @@ struct create_ctx {
         const struct silo_runtime *rt;
         const char *id;
         const struct silo_create_options *opts;
+        json_t *preloaded_config;       /* run: config.json already read (borrowed), or NULL */
         struct silo_spec *spec;
         int preserve_fds;               /* --preserve-fds plus socket-activation fds */
         char pid_file[PATH_MAX];        /* absolute: create changes directory */
