@@ -113,6 +113,21 @@ void ctr_unref(struct silod *d, struct ctr *ct);
 /* Re-reads the monitor's files; call with the lock held. */
 void ctr_refresh_locked(struct silod *d, struct ctr *ct);
 bool ctr_tty(const struct ctr *ct);
+/* Table internals shared by the container files; *_locked need d->lock. */
+struct ctr *lookup_locked(struct silod *d, const char *ref);
+struct ctr *ctr_from_record(struct silod *d, const char *id, json_t *record);
+void ctr_free(struct ctr *ct);
+void unlink_locked(struct silod *d, struct ctr *ct);
+int record_save(struct ctr *ct, silo_error *err);
+
+/* ---- create.c ---- */
+enum MHD_Result container_create(struct silod *d, struct MHD_Connection *c, struct request *req);
+enum MHD_Result container_start(struct silod *d, struct MHD_Connection *c, struct ctr *ct);
+
+/* ---- query.c ---- */
+const char *ctr_status_name(const struct ctr *ct);
+enum MHD_Result containers_list(struct silod *d, struct MHD_Connection *c);
+enum MHD_Result container_inspect(struct silod *d, struct MHD_Connection *c, struct ctr *ct);
 
 /* ---- exec.c ---- */
 enum MHD_Result handle_exec_create(struct silod *d, struct MHD_Connection *c, struct request *req, struct ctr *ct);
