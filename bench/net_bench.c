@@ -1,9 +1,13 @@
 /* Times silo_net_attach + silo_net_detach in-process (no exec of the CLI):
  *   net_bench STATE_DIR PID ITERATIONS [PORT_SPEC...]
- * prints one line per cycle: "<attach µs> <detach µs>".  Run it inside a
- * network namespace that plays the host (bench/network.py does). */
+ * prints one line per cycle: "<attach µs> <detach µs>".  With PID "netns"
+ * it does what silod does per container instead: setup = a new namespace
+ * bound to a file + attach, teardown = silo_net_release + unmount (the
+ * kernel deletes the veth with the namespace, asynchronously).  Run it
+ * inside a network namespace that plays the host (bench/network.py does). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "net/net.h"
@@ -37,17 +41,20 @@ int main(int argc, char **argv)
                 }
         int iterations = atoi(argv[3]);
         for (int i = 0; i < iterations; i++) {
-                char id[32];
+                char id[32], ns[4096];
                 snprintf(id, sizeof(id), "bench%d", i);
-                silo_net_attach_options a = { .container_id = id, .pid = atoi(argv[2]),
-                                              .ports = ports, .n_ports = n_ports };
+                bool own_ns = strcmp(argv[2], "netns") == 0;
+                snprintf(ns, sizeof(ns), "%s/%s.netns", argv[1], id);
+                silo_net_attach_options a = { .container_id = id, .pid = own_ns ? 0 : atoi(argv[2]),
+                                              .netns_path = own_ns ? ns : NULL, .ports = ports, .n_ports = n_ports };
                 double t0 = now_us();
-                if (silo_net_attach(n, &a, NULL, &err) < 0) {
+                if ((own_ns && silo_net_netns_create(ns, &err) < 0) || silo_net_attach(n, &a, NULL, &err) < 0) {
                         fprintf(stderr, "attach: %s\n", err.message);
                         return 1;
                 }
                 double t1 = now_us();
-                if (silo_net_detach(n, id, &err) < 0) {
+                if (own_ns ? silo_net_release(n, id, &err) < 0 || silo_net_netns_remove(ns, &err) < 0
+                           : silo_net_detach(n, id, &err) < 0) {
                         fprintf(stderr, "detach: %s\n", err.message);
                         return 1;
                 }

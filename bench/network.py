@@ -81,11 +81,11 @@ class Host:
         sh("ip", "netns", "del", self.ns, check=False)
 
 
-def bench_silo_lib(exe, cycles, ports):
+def bench_silo_lib(exe, cycles, ports, own_netns=False):
     host = Host()
     state = tempfile.mkdtemp(prefix="silo-bench-net-")
     try:
-        pid = host.container()
+        pid = "netns" if own_netns else host.container()
         host.x(exe, state, str(pid), "3", *ports)       # warm-up: bridge, table
         out = host.x(exe, state, str(pid), str(cycles), *ports).stdout.split()
         attach = [float(v) / 1000 for v in out[0::2]]
@@ -251,6 +251,9 @@ def main():
             exe = build_net_bench(tmp)
             results["silo_lib"] = bench_silo_lib(exe, args.cycles, [])
             results["silo_lib_1port"] = bench_silo_lib(exe, args.cycles, ["8080:80"])
+            # What silod does: its own namespace per container, release + unmount.
+            results["silod_path"] = bench_silo_lib(exe, args.cycles, [], own_netns=True)
+            results["silod_path_1port"] = bench_silo_lib(exe, args.cycles, ["8080:80"], own_netns=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if "cli" not in skip:

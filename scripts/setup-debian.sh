@@ -3,7 +3,7 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 packages="meson ninja-build pkg-config gcc libc6-dev
- libjansson-dev libseccomp-dev libcap-dev libarchive-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libsqlite3-dev
+ libjansson-dev libseccomp-dev libcap-dev libarchive-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev libgnutls28-dev libsqlite3-dev
  libzstd-dev zlib1g-dev libmnl-dev libnftables-dev nftables
  libcmocka-dev python3-pytest busybox-static procps iproute2 util-linux strace e2fsprogs
  qemu-system-x86 linux-image-cloud-amd64 erofs-utils cpio kmod lz4"

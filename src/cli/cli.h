@@ -16,6 +16,8 @@ typedef struct cli_ctx {
         const char *root;               /* --root, else $SILO_ROOT, else the default */
         bool quiet;                     /* --quiet: results only, no progress */
         silo_store *store;              /* opened on first use */
+        const char *host;               /* -H/--host: silod's socket (engine.h) */
+        bool local;                     /* --local: image verbs on the store, never silod */
 } cli_ctx;
 
 typedef int (*cli_fn)(cli_ctx *ctx, int argc, char **argv);

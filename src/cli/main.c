@@ -1,4 +1,8 @@
-/* silo: command line front end (no daemon yet: verbs call libsilo directly). */
+/* silo: command line front end.  Image and store verbs call libsilo
+ * directly; container verbs talk to silod (engine*.c).  The image verbs
+ * that exist both ways (images, pull, push, load, save, tag, rmi, inspect)
+ * use the local store with --local, --root or $SILO_ROOT, and silod
+ * otherwise when -H/--host or $SILO_HOST names it or its socket exists. */
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -9,13 +13,18 @@
 #include <time.h>
 
 #include "cli.h"
+#include "engine.h"
 #include "image/unpack.h"
 #include "silo-config.h"
 
 extern const cli_command cli_network_commands[];  /* network.c */
 extern const cli_command cli_compute_commands[];  /* compute.c */
 
+/* The daemon's image verbs come first so that they shadow the local ones
+ * when silod is in use (find_command keeps the first of equal matches). */
 static const cli_command *const tables[] = {
+        cli_engine_image_commands,
+        cli_engine_commands,
         cli_image_commands,
         cli_compute_commands,
         cli_network_commands,
@@ -77,10 +86,24 @@ int cli_output_finish(cli_output *o, int r, silo_error *err)
         return r;
 }
 
+/* Set once in main(): the tables in effect, first match wins (the daemon's
+ * image verbs and the remote compute verbs only when they apply). */
+static const cli_command *active[16];
+static size_t n_active;
+
+static void set_active(bool daemon, bool compute_remote)
+{
+        n_active = 0;
+        if (compute_remote)
+                active[n_active++] = cli_engine_compute_commands;
+        for (size_t t = daemon ? 0 : 1; t < sizeof(tables) / sizeof(tables[0]); t++)
+                active[n_active++] = tables[t];
+}
+
 int cli_usage(const char *command)
 {
-        for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
-                for (const cli_command *c = tables[t]; c->name; c++)
+        for (size_t t = 0; t < n_active; t++)
+                for (const cli_command *c = active[t]; c->name; c++)
                         if (!strcmp(c->name, command)) {
                                 fprintf(stderr, "usage: silo %s %s\n", c->name, c->usage);
                                 return CLI_EXIT_USAGE;
@@ -174,12 +197,21 @@ const char *cli_format_ago(char buf[64], const char *rfc3339)
 
 static void help(FILE *f)
 {
-        fprintf(f, "usage: silo [--root DIR] [--quiet] COMMAND [ARGS...]\n\n"
+        fprintf(f, "usage: silo [--root DIR] [--local] [-H HOST] [--quiet] COMMAND [ARGS...]\n\n"
                    "Global options:\n"
                    "  --root DIR    store location (default $SILO_ROOT or " SILO_DEFAULT_ROOT ")\n"
+                   "  --local       image verbs work on the store directly, never through silod\n"
+                   "  -H, --host    silod's socket, unix:///PATH (default $SILO_HOST, $DOCKER_HOST or\n"
+                   "                " ENGINE_DEFAULT_HOST ")\n"
                    "  --quiet       print results only, no progress\n\n"
+                   "images, pull, push, load, save, tag, rmi and inspect use the store directly with\n"
+                   "--local, --root or $SILO_ROOT; otherwise silod when -H or $SILO_HOST is given or\n"
+                   "its socket exists.  Verbs marked (silod) always talk to silod; inspect shows\n"
+                   "containers or images.  `compute --host HOST ...` (or -H before compute) runs the\n"
+                   "compute verbs through silod's /compute API.\n\n"
                    "Commands:\n");
-        for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+        /* The daemon's image verbs are listed once, by their local twins. */
+        for (size_t t = 1; t < sizeof(tables) / sizeof(tables[0]); t++)
                 for (const cli_command *c = tables[t]; c->name; c++)
                         if (c->summary)
                                 fprintf(f, "  %-16s %s\n", c->name, c->summary);
@@ -190,8 +222,8 @@ static const cli_command *find_command(int argc, char **argv, int *ret_words)
 {
         const cli_command *best = NULL;
         int best_words = 0;
-        for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
-                for (const cli_command *c = tables[t]; c->name; c++) {
+        for (size_t t = 0; t < n_active; t++)
+                for (const cli_command *c = active[t]; c->name; c++) {
                         char buf[64];
                         snprintf(buf, sizeof(buf), "%s", c->name);
                         int words = 0;
@@ -212,6 +244,32 @@ static const cli_command *find_command(int argc, char **argv, int *ret_words)
         return best;
 }
 
+static bool in_table(const cli_command *table, const cli_command *c)
+{
+        for (const cli_command *x = table; x->name; x++)
+                if (x == c)
+                        return true;
+        return false;
+}
+
+/* Whether the image verbs go to silod (see the comment at the top). */
+static bool use_daemon(const cli_ctx *ctx)
+{
+        const char *env_root = getenv("SILO_ROOT");
+        if (ctx->local || ctx->root || (env_root && *env_root))
+                return false;
+        const char *silo_host = getenv("SILO_HOST");
+        if ((ctx->host && *ctx->host) || (silo_host && *silo_host))
+                return true;
+        char *path = NULL;
+        bool explicit_host;
+        if (engine_resolve_host(ctx, &path, &explicit_host, NULL) < 0)
+                return explicit_host;   /* a bad $DOCKER_HOST is reported by the verb */
+        bool exists = access(path, F_OK) == 0;
+        free(path);
+        return exists;
+}
+
 int main(int argc, char **argv)
 {
         cli_ctx ctx = {};
@@ -221,6 +279,12 @@ int main(int argc, char **argv)
                         ctx.root = argv[++i];
                 else if (!strncmp(argv[i], "--root=", 7))
                         ctx.root = argv[i] + 7;
+                else if ((!strcmp(argv[i], "--host") || !strcmp(argv[i], "-H")) && i + 1 < argc)
+                        ctx.host = argv[++i];
+                else if (!strncmp(argv[i], "--host=", 7))
+                        ctx.host = argv[i] + 7;
+                else if (!strcmp(argv[i], "--local"))
+                        ctx.local = true;
                 else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
                         ctx.quiet = true;
                 else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -241,6 +305,22 @@ int main(int argc, char **argv)
         }
 
         int words;
+        /* `silo compute --host HOST ...` (or -H before it): compute through silod. */
+        if (!strcmp(argv[i], "compute") && i + 1 < argc) {
+                int shift = 0;
+                if ((!strcmp(argv[i + 1], "--host") || !strcmp(argv[i + 1], "-H")) && i + 2 < argc) {
+                        ctx.host = argv[i + 2];
+                        shift = 2;
+                } else if (!strncmp(argv[i + 1], "--host=", 7)) {
+                        ctx.host = argv[i + 1] + 7;
+                        shift = 1;
+                }
+                if (shift) {
+                        argv[i + shift] = argv[i];
+                        i += shift;
+                }
+        }
+        set_active(use_daemon(&ctx), ctx.host && *ctx.host);
         const cli_command *c = find_command(argc - i, argv + i, &words);
         if (!c) {
                 fprintf(stderr, "silo: unknown command '%s'\n", argv[i]);
@@ -250,8 +330,11 @@ int main(int argc, char **argv)
         /* The verb sees argv[0] = its own name, like a separate program. */
         int vargc = argc - i - words + 1;
         char **vargv = argv + i + words - 1;
-        /* `silo VERB --help` anywhere before a "--": the verb's usage, on stdout. */
-        for (int k = 1; k < vargc && strcmp(vargv[k], "--"); k++)
+        /* `silo VERB --help` anywhere before a "--": the verb's usage, on stdout.
+         * Daemon verbs parse their own (`run IMAGE ls -h` belongs to ls). */
+        bool own_help = in_table(cli_engine_commands, c) || in_table(cli_engine_image_commands, c) ||
+                        in_table(cli_engine_compute_commands, c);
+        for (int k = 1; !own_help && k < vargc && strcmp(vargv[k], "--"); k++)
                 if (!strcmp(vargv[k], "--help") || !strcmp(vargv[k], "-h")) {
                         printf("usage: silo %s %s\n       %s\n", c->name, c->usage, c->summary);
                         return 0;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +44,7 @@ void ctr_free(struct ctr *ct)
 {
         if (!ct)
                 return;
+        silo_close_reset(&ct->monitor_pidfd);
         free(ct->name);
         free(ct->dir);
         json_decref(ct->record);
@@ -118,6 +120,13 @@ static bool pid_alive(pid_t pid)
         return !(end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X'));
 }
 
+/* True once the process behind a pidfd has exited (or is a zombie). */
+static bool pidfd_exited(int pidfd)
+{
+        struct pollfd p = { pidfd, POLLIN, 0 };
+        return poll(&p, 1, 0) != 0;
+}
+
 /* Applies exit.json if present; true if it was, or if it could not be read
  * (a transient error must not turn into a made-up exit: look again later). */
 static bool apply_exit_locked(struct silod *d, struct ctr *ct, int dirfd)
@@ -135,6 +144,7 @@ static bool apply_exit_locked(struct silod *d, struct ctr *ct, int dirfd)
                 ct->finished_at = ex.finished_at;
                 snprintf(ct->error, sizeof(ct->error), "%s", ex.error);
                 ct->exits++;
+                events_container(d, ct, "die", NULL);
                 pthread_cond_broadcast(&d->changed);
         }
         struct silo_engine_started st;
@@ -149,6 +159,13 @@ void ctr_refresh_locked(struct silod *d, struct ctr *ct)
         /* While removing, the files disappear one by one: the state is final. */
         if (ct->starting || ct->removed || ct->removing)
                 return;
+        /* A running container changes state only when its monitor exits
+         * (exit.json is written last, just before): with a pidfd on the
+         * monitor, one poll() instead of reading its files (the poller
+         * looks at every running container 20 times a second). */
+        if (ct->status == CTR_RUNNING && ct->monitor_pidfd >= 0 && !pidfd_exited(ct->monitor_pidfd))
+                return;
+        silo_close_reset(&ct->monitor_pidfd);
         _cleanup_close_ int dirfd = open(ct->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0)
                 return;
@@ -164,6 +181,9 @@ void ctr_refresh_locked(struct silod *d, struct ctr *ct)
                 if (pid_alive(st.monitor_pid)) {
                         ct->status = CTR_RUNNING;
                         ct->pid = st.pid;
+                        /* Without one (EMFILE...) the files are read every time. */
+                        ct->monitor_pidfd = (int) syscall(SYS_pidfd_open, st.monitor_pid, 0);
+                        watch_add_locked(d, ct->monitor_pidfd);
                         return;
                 }
                 /* The monitor writes exit.json just before it exits: look again. */
@@ -176,6 +196,7 @@ void ctr_refresh_locked(struct silod *d, struct ctr *ct)
                         ct->finished_at = silo_engine_now_ns();
                         snprintf(ct->error, sizeof(ct->error), "the container's monitor process died");
                         ct->exits++;
+                        events_container(d, ct, "die", NULL);
                         ct->pid = 0;
                         ct->paused = false;
                         pthread_cond_broadcast(&d->changed);
@@ -189,6 +210,7 @@ void ctr_refresh_locked(struct silod *d, struct ctr *ct)
                 ct->exit_code = 255;
                 snprintf(ct->error, sizeof(ct->error), "the container's state files are gone");
                 ct->exits++;
+                events_container(d, ct, "die", NULL);
                 pthread_cond_broadcast(&d->changed);
         }
 }
@@ -215,6 +237,7 @@ struct ctr *ctr_from_record(struct silod *d, const char *id, json_t *record)
                 ct->dir = NULL;
         ct->record = json_incref(record);
         ct->refs = 1;
+        ct->monitor_pidfd = -1;
         if (!ct->name || !ct->dir) {
                 ctr_free(ct);
                 return NULL;
@@ -224,6 +247,9 @@ struct ctr *ctr_from_record(struct silod *d, const char *id, json_t *record)
 
 int containers_load(struct silod *d, silo_error *err)
 {
+        int r = watch_start(d, err);
+        if (r < 0)
+                return r;
         int fd = openat(d->containers_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return silo_error_set(err, errno, "open %s/containers", d->state);
@@ -261,6 +287,7 @@ int containers_load(struct silod *d, silo_error *err)
 
 void containers_free(struct silod *d)
 {
+        watch_stop(d);
         while (d->containers) {
                 struct ctr *ct = d->containers;
                 d->containers = ct->next;
@@ -305,7 +332,7 @@ void unlink_locked(struct silod *d, struct ctr *ct)
         pthread_cond_broadcast(&d->changed);
 }
 
-static int ctr_remove(struct silod *d, struct ctr *ct, silo_error *err)
+int ctr_remove(struct silod *d, struct ctr *ct, silo_error *err)
 {
         pthread_mutex_lock(&d->lock);
         if (ct->removing || ct->removed) {
@@ -315,6 +342,8 @@ static int ctr_remove(struct silod *d, struct ctr *ct, silo_error *err)
         ct->removing = true;
         pthread_mutex_unlock(&d->lock);
         int r = ctr_remove_files(d, ct, err);
+        if (r == 0)
+                events_container_lock(d, ct, "destroy", NULL);
         pthread_mutex_lock(&d->lock);
         if (r == 0)
                 unlink_locked(d, ct);
@@ -324,27 +353,142 @@ static int ctr_remove(struct silod *d, struct ctr *ct, silo_error *err)
         return r;
 }
 
+/* ---- restart policies (Docker's restart manager) ---- */
+
+#define RESTART_DELAY_MIN_MS 100
+#define RESTART_DELAY_MAX_MS 60000
+#define RESTART_RESET_RAN_MS 10000      /* a run this long resets the backoff */
+
+static int64_t monotonic_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Writes a copy of the record taken under the lock (the file is replaced
+ * atomically; the last writer wins, and every writer writes the newest). */
+static void record_write_copy(const char *dir, json_t *copy)
+{
+        _cleanup_close_ int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd >= 0 && copy)
+                silo_engine_write_json_at(dirfd, SILO_ENGINE_RECORD, copy, NULL);
+        json_decref(copy);
+}
+
+static json_t *restart_state_to_record_locked(struct ctr *ct)
+{
+        json_object_set_new(ct->record, "RestartCount", json_integer(ct->restart_count));
+        json_object_set_new(ct->record, "HasBeenManuallyStopped", json_boolean(ct->manually_stopped));
+        return json_deep_copy(ct->record);
+}
+
+void ctr_set_manually_stopped(struct silod *d, struct ctr *ct, bool stopped)
+{
+        pthread_mutex_lock(&d->lock);
+        ct->restart_at = 0;             /* a pending restart is cancelled either way */
+        bool changed = ct->manually_stopped != stopped || (!stopped && ct->restart_count);
+        ct->manually_stopped = stopped;
+        if (!stopped) {
+                /* docker start resets the count and the backoff. */
+                ct->restart_count = 0;
+                ct->restart_delay_ms = 0;
+        }
+        json_t *copy = changed && !ct->removing && !ct->removed ? restart_state_to_record_locked(ct) : NULL;
+        pthread_mutex_unlock(&d->lock);
+        record_write_copy(ct->dir, copy);
+}
+
+/* Decides once per exit whether the policy restarts the container, and
+ * when.  At silod start (boot) `always` comes back even after a docker stop. */
+static void restart_consider_locked(struct ctr *ct, bool boot, int64_t now)
+{
+        if (ct->status != CTR_EXITED || ct->starting || ct->removing || ct->removed ||
+            ct->exits == ct->restart_seen_exits)
+                return;
+        ct->restart_seen_exits = ct->exits;
+        int64_t max = 0;
+        const char *policy = hostconfig_restart_policy(json_object_get(ct->record, "HostConfig"), &max);
+        bool go = false;
+        if (strcmp(policy, "always") == 0)
+                go = boot || !ct->manually_stopped;
+        else if (strcmp(policy, "unless-stopped") == 0)
+                go = !ct->manually_stopped;
+        else if (strcmp(policy, "on-failure") == 0)
+                go = !ct->manually_stopped && ct->exit_code != 0 && (max <= 0 || ct->restart_count < max);
+        if (!go)
+                return;
+        ct->manually_stopped = false;
+        int64_t ran_ms = (ct->finished_at - ct->started_at) / 1000000;
+        if (ct->restart_delay_ms == 0 || ran_ms >= RESTART_RESET_RAN_MS)
+                ct->restart_delay_ms = RESTART_DELAY_MIN_MS;
+        else if (ct->restart_delay_ms < RESTART_DELAY_MAX_MS)
+                ct->restart_delay_ms *= 2;
+        if (ct->restart_delay_ms > RESTART_DELAY_MAX_MS)
+                ct->restart_delay_ms = RESTART_DELAY_MAX_MS;
+        ct->restart_at = now + ct->restart_delay_ms * 1000000;
+}
+
+/* Runs one due restart with the lock released; true if it did. */
+static bool restart_due_locked(struct silod *d, int64_t now)
+{
+        struct ctr *due = NULL;
+        for (struct ctr *ct = d->containers; ct && !due; ct = ct->next)
+                if (ct->restart_at && ct->restart_at <= now && ct->status == CTR_EXITED && !ct->manually_stopped &&
+                    !ct->starting && !ct->removing && !ct->removed)
+                        due = ct;
+        if (!due)
+                return false;
+        due->restart_at = 0;
+        due->restart_count++;
+        due->refs++;
+        json_t *copy = restart_state_to_record_locked(due);
+        pthread_mutex_unlock(&d->lock);
+        record_write_copy(due->dir, copy);
+        silo_error err = SILO_ERROR_INIT;
+        ctr_start(d, due, &err);        /* a failure is recorded as an exit: the policy decides again */
+        ctr_unref(d, due);
+        pthread_mutex_lock(&d->lock);
+        return true;
+}
+
 void *containers_poll_thread(void *userdata)
 {
         struct silod *d = userdata;
         pthread_mutex_lock(&d->lock);
+        /* The restart state of the containers silod found at startup. */
+        for (struct ctr *ct = d->containers; ct; ct = ct->next) {
+                json_t *n = json_object_get(ct->record, "RestartCount");
+                ct->restart_count = json_is_integer(n) && json_integer_value(n) > 0 ? (unsigned) json_integer_value(n) : 0;
+                ct->manually_stopped = json_is_true(json_object_get(ct->record, "HasBeenManuallyStopped"));
+                restart_consider_locked(ct, true, monotonic_ns());
+        }
         while (!d->stopping) {
                 struct ctr *to_remove = NULL;
+                int64_t now = monotonic_ns();
                 for (struct ctr *ct = d->containers; ct; ct = ct->next) {
                         if (ct->status == CTR_RUNNING)
                                 ctr_refresh_locked(d, ct);
+                        restart_consider_locked(ct, false, now);
                         if (!to_remove && ct->status == CTR_EXITED && !ct->removing && !ct->starting &&
                             auto_remove(ct))
                                 to_remove = ct;
                 }
                 if (to_remove) {
                         to_remove->refs++;
+                        json_t *points = json_incref(json_object_get(to_remove->record, "MountPoints"));
                         pthread_mutex_unlock(&d->lock);
-                        ctr_remove(d, to_remove, NULL);
+                        /* --rm takes the container's anonymous volumes along, as in docker. */
+                        if (ctr_remove(d, to_remove, NULL) == 0)
+                                volumes_remove_anonymous(d, points);
+                        json_decref(points);
                         ctr_unref(d, to_remove);
                         pthread_mutex_lock(&d->lock);
                         continue;
                 }
+                if (restart_due_locked(d, now))
+                        continue;
+                networks_poll_locked(d);
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_nsec += 50 * 1000000;
@@ -438,23 +582,37 @@ static enum MHD_Result container_pause(struct silod *d, struct MHD_Connection *c
         pthread_mutex_lock(&d->lock);
         ct->paused = pause;
         pthread_mutex_unlock(&d->lock);
+        events_container_lock(d, ct, pause ? "pause" : "unpause", NULL);
         return reply_empty(c, 204);
 }
 
 /* 304 if not running, 204 once stopped, 400/500 with a message. */
 static unsigned stop_container(struct silod *d, struct MHD_Connection *c, struct ctr *ct, char *msg, size_t msg_size)
 {
+        /* Defaults are the container's own StopTimeout and StopSignal (docker
+         * create --stop-timeout/--stop-signal, or the image's STOPSIGNAL). */
+        json_t *config = json_object_get(ct->record, "Config");
+        json_t *stop_timeout = json_object_get(config, "StopTimeout");
+        long timeout = json_is_integer(stop_timeout) ? (long) json_integer_value(stop_timeout) : 10;
         const char *t = query(c, "t");
-        long timeout = t && *t ? strtol(t, NULL, 10) : 10;
+        if (t && *t)
+                timeout = strtol(t, NULL, 10);
         if (timeout < 0 || timeout > 3600)
                 timeout = 10;
-        int sig = SIGTERM;
+        int sig = parse_signal(json_string_value(json_object_get(config, "StopSignal")));
+        if (!json_is_string(json_object_get(config, "StopSignal")) || sig <= 0)
+                sig = SIGTERM;
         const char *qs = query(c, "signal");
         if (qs && *qs && (sig = parse_signal(qs)) < 0) {
                 snprintf(msg, msg_size, "invalid signal: %s", qs);
                 return 400;
         }
+        /* The restart policy leaves it stopped; this also cancels a restart
+         * waiting out its backoff (docker's "restarting" state). */
+        ctr_set_manually_stopped(d, ct, true);
         pthread_mutex_lock(&d->lock);
+        while (ct->starting && !d->stopping)    /* a restart in flight: stop what it starts */
+                pthread_cond_wait(&d->changed, &d->lock);
         ctr_refresh_locked(d, ct);
         bool running = ct->status == CTR_RUNNING;
         pthread_mutex_unlock(&d->lock);
@@ -484,6 +642,7 @@ static enum MHD_Result container_stop(struct silod *d, struct MHD_Connection *c,
         unsigned status = stop_container(d, c, ct, msg, sizeof(msg));
         if (status >= 400)
                 return reply_error(c, status, "%s", msg);
+        events_container_lock(d, ct, "stop", NULL);
         return reply_empty(c, status);
 }
 
@@ -507,10 +666,12 @@ static enum MHD_Result container_kill(struct silod *d, struct MHD_Connection *c,
         pthread_mutex_unlock(&d->lock);
         if (!running)
                 return reply_error(c, 409, "Container %s is not running", ct->id);
+        ctr_set_manually_stopped(d, ct, true);  /* as docker kill: no restart by policy */
         silo_error err = SILO_ERROR_INIT;
         int r = signal_container(d, ct, sig, &err);
         if (r < 0 && r != -ESRCH && r != -ENOENT)
                 return reply_errno(c, r, &err);
+        events_container_lock(d, ct, "kill", json_pack("{s:s}", "signal", query(c, "signal") ?: "SIGKILL"));
         return reply_empty(c, 204);
 }
 
@@ -639,6 +800,8 @@ static enum MHD_Result container_delete(struct silod *d, struct MHD_Connection *
                         return reply_error(c, 500, "could not kill container %s", ct->id);
         }
         int r = ctr_remove(d, ct, &err);
+        if (r == 0 && query_bool(c, "v"))
+                volumes_remove_anonymous(d, json_object_get(ct->record, "MountPoints"));
         if (r == -EBUSY)
                 return reply_error(c, 409, "%s", err.message);
         if (r < 0)
@@ -656,6 +819,8 @@ enum MHD_Result handle_containers(struct silod *d, struct MHD_Connection *c, str
                 return container_create(d, c, req);
         if (get && strcmp(path, "json") == 0)
                 return containers_list(d, c);
+        if (post && strcmp(path, "prune") == 0)
+                return containers_prune(d, c);
         const char *slash = strchr(path, '/');
         _cleanup_free_ char *ref = slash ? strndup(path, (size_t) (slash - path)) : strdup(path);
         if (!ref)
@@ -689,6 +854,12 @@ enum MHD_Result handle_containers(struct silod *d, struct MHD_Connection *c, str
                 r = handle_exec_create(d, c, req, ct);
         else if (post && strcmp(action, "attach") == 0)
                 r = handle_attach(d, c, ct);
+        else if (post && strcmp(action, "resize") == 0)
+                r = container_resize(d, c, ct);
+        else if (get && strcmp(action, "top") == 0)
+                r = container_top(d, c, ct);
+        else if (post && strcmp(action, "rename") == 0)
+                r = container_rename(d, c, ct);
         else
                 r = reply_error(c, 404, "page not found: %s /containers/%s", method, path);
         ctr_unref(d, ct);

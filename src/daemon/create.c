@@ -21,6 +21,10 @@
 
 extern char **environ;
 
+#ifndef SILOD_VM_ISOLATION
+#define SILOD_VM_ISOLATION 0
+#endif
+
 /* ---- create ---- */
 
 struct create_body {
@@ -34,15 +38,7 @@ struct create_body {
         const char *hostname;
         bool tty;
         json_t *host_config;
-};
-
-struct host_config {
-        int64_t memory;
-        silo_opt_i64 pids_limit;
-        bool auto_remove;
-        bool readonly_rootfs;
-        bool privileged;
-        const char *isolation;
+        json_t *volumes;                /* Config.Volumes: anonymous volumes (-v /path) */
 };
 
 static int parse_cmd(json_t *v, const char *path, void *field, silo_error *err)
@@ -71,16 +67,7 @@ static const struct silo_json_field create_fields[] = {
         { "Tty", SILO_JSON_BOOL, offsetof(struct create_body, tty), SILO_JSON_NULLABLE },
         { "OpenStdin", SILO_JSON_BOOL, offsetof(struct create_body, open_stdin), SILO_JSON_NULLABLE },
         { "HostConfig", SILO_JSON_OBJECT, offsetof(struct create_body, host_config), SILO_JSON_NULLABLE },
-        {}
-};
-
-static const struct silo_json_field host_config_fields[] = {
-        { "Memory", SILO_JSON_INT64, offsetof(struct host_config, memory), SILO_JSON_NULLABLE },
-        { "PidsLimit", SILO_JSON_OPT_INT64, offsetof(struct host_config, pids_limit), SILO_JSON_NULLABLE },
-        { "AutoRemove", SILO_JSON_BOOL, offsetof(struct host_config, auto_remove), SILO_JSON_NULLABLE },
-        { "ReadonlyRootfs", SILO_JSON_BOOL, offsetof(struct host_config, readonly_rootfs), SILO_JSON_NULLABLE },
-        { "Privileged", SILO_JSON_BOOL, offsetof(struct host_config, privileged), SILO_JSON_NULLABLE },
-        { "Isolation", SILO_JSON_STRING, offsetof(struct host_config, isolation), SILO_JSON_NULLABLE },
+        { "Volumes", SILO_JSON_OBJECT, offsetof(struct create_body, volumes), SILO_JSON_NULLABLE },
         {}
 };
 
@@ -104,13 +91,18 @@ static json_t *strv_to_json(const char **v)
         return a;
 }
 
-/* Applies what silo_bundle_create does not know: Entrypoint, cgroup, limits. */
-static int adjust_spec(struct silod *d, const char *id, const char *bundle, const struct create_body *b,
-                       const struct host_config *hc, json_t **ret_args, silo_error *err)
+/* Applies what silo_bundle_create does not know: Entrypoint, the cgroup, and
+ * HostConfig (hostconfig.c). */
+static int adjust_spec(struct silod *d, const char *id, const char *bundle, json_t *body, const struct create_body *b,
+                       bool vm, json_t *image_volumes, json_t *warnings, json_t **ret_args, json_t **ret_mount_points,
+                       silo_error *err)
 {
         _cleanup_close_ int bfd = open(bundle, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (bfd < 0)
                 return silo_error_set(err, errno, "open %s", bundle);
+        _cleanup_close_ int rootfd = openat(bfd, "rootfs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                return silo_error_set(err, errno, "open %s/rootfs", bundle);
         _cleanup_json_ json_t *spec = NULL;
         int r = silo_json_load_file_at(bfd, "config.json", 4u << 20, &spec, err);
         if (r < 0)
@@ -133,20 +125,40 @@ static int adjust_spec(struct silod *d, const char *id, const char *bundle, cons
                 }
                 json_object_set_new(process, "args", args);
         }
+        /* The CLI sends the terminal's size as [height, width]: a program that
+         * reads it before the first resize call must not see 0x0. */
+        json_t *console = json_object_get(json_object_get(body, "HostConfig"), "ConsoleSize");
+        if (json_is_true(json_object_get(process, "terminal")) && json_array_size(console) == 2) {
+                json_int_t h = json_integer_value(json_array_get(console, 0));
+                json_int_t w = json_integer_value(json_array_get(console, 1));
+                if (h > 0 && w > 0 && h <= 0xffff && w <= 0xffff)
+                        json_object_set_new(process, "consoleSize", json_pack("{s:I, s:I}", "height", h, "width", w));
+        }
+        /* Path and Args are the command, without the init --init puts first. */
+        _cleanup_json_ json_t *args = json_incref(json_object_get(process, "args"));
         char cg[512];
         snprintf(cg, sizeof(cg), "%s/%s", strcmp(d->cgroup_parent, "/") == 0 ? "" : d->cgroup_parent, id);
         json_object_set_new(linux_, "cgroupsPath", json_string(cg));
-        json_t *res = json_object_get(linux_, "resources");
-        if (!json_is_object(res)) {
-                res = json_object();
-                json_object_set_new(linux_, "resources", res);
+        if (vm) {
+                json_t *ann = json_object_get(spec, "annotations");
+                if (!json_is_object(ann)) {
+                        ann = json_object();
+                        json_object_set_new(spec, "annotations", ann);
+                }
+                json_object_set_new(ann, "io.silo.isolation", json_string("vm"));
         }
-        if (hc->memory > 0)
-                json_object_set_new(res, "memory", json_pack("{s:I}", "limit", (json_int_t) hc->memory));
-        if (hc->pids_limit.set && hc->pids_limit.value > 0)
-                json_object_set_new(res, "pids", json_pack("{s:I}", "limit", (json_int_t) hc->pids_limit.value));
-        *ret_args = json_incref(json_object_get(process, "args"));
-        return silo_engine_write_json_at(bfd, "config.json", spec, err);
+        _cleanup_json_ json_t *points = NULL;
+        r = hostconfig_apply(d, id, body, image_volumes, rootfd, spec, warnings, &points, err);
+        if (r < 0)
+                return r;
+        r = silo_engine_write_json_at(bfd, "config.json", spec, err);
+        if (r < 0) {
+                volumes_remove_anonymous(d, points);
+                return r;
+        }
+        *ret_args = TAKE_PTR(args);
+        *ret_mount_points = TAKE_PTR(points);
+        return 0;
 }
 
 enum MHD_Result container_create(struct silod *d, struct MHD_Connection *c, struct request *req)
@@ -157,20 +169,25 @@ enum MHD_Result container_create(struct silod *d, struct MHD_Connection *c, stru
         if (r < 0)
                 return reply_errno(c, r, &err);
         struct create_body b = {};
-        struct host_config hc = {};
         r = silo_json_dispatch(body, "", create_fields, &b, &err);
-        if (r == 0 && b.host_config)
-                r = silo_json_dispatch(b.host_config, "HostConfig", host_config_fields, &hc, &err);
         _cleanup_free_ const char **cmd = b.cmd, **entrypoint = b.entrypoint, **env = b.env;
+        _cleanup_json_ json_t *warnings = json_array();
+        if (r == 0)
+                r = hostconfig_check(b.host_config, warnings, &err);
         if (r < 0)
                 return reply_error(c, 400, "%s", err.message);
-        if (hc.isolation && *hc.isolation && strcmp(hc.isolation, "process") != 0 &&
-            strcmp(hc.isolation, "default") != 0)
-                return reply_error(c, strcmp(hc.isolation, "hyperv") == 0 ? 501 : 400,
-                                   "HostConfig.Isolation: \"%s\" is not available yet (process and default are)",
-                                   hc.isolation);
-        if (hc.privileged)
-                return reply_error(c, 501, "HostConfig.Privileged: not supported by silod yet");
+        const char *isolation = json_string_value(json_object_get(b.host_config, "Isolation"));
+        /* THE isolation switch: `hyperv`/`vm` become the bundle annotation
+         * io.silo.isolation=vm (set in adjust_spec), which the library's
+         * silo_container_create/start run in a utility VM (docs/VM.md).
+         * SILOD_VM_ISOLATION keeps it off (501) until that path is proven. */
+        bool vm = isolation && (strcmp(isolation, "hyperv") == 0 || strcmp(isolation, "vm") == 0);
+        if (vm && !SILOD_VM_ISOLATION)
+                return reply_error(c, 501, "HostConfig.Isolation: \"%s\" is not available yet (process and default "
+                                           "are)", isolation);
+        if (isolation && *isolation && !vm && strcmp(isolation, "process") != 0 && strcmp(isolation, "default") != 0)
+                return reply_error(c, 400, "HostConfig.Isolation: invalid isolation \"%s\" (process, default, "
+                                           "hyperv and vm are known)", isolation);
 
         char id[65];
         silo_random_hex(id, 64);
@@ -209,6 +226,11 @@ enum MHD_Result container_create(struct silod *d, struct MHD_Connection *c, stru
                                    (json_int_t) silo_engine_now_ns(), "Config", config, "HostConfig",
                                    b.host_config ? json_incref(b.host_config) : json_object(), "Image", b.image, "ImageID",
                                    img->id);
+        if (record && (r = networks_container_create(d, body, record, &err)) < 0) {
+                json_decref(record);
+                silo_store_free(s);
+                return reply_errno(c, r, &err);
+        }
         struct ctr *ct = record ? ctr_from_record(d, id, record) : NULL;
         json_decref(record);
         if (!ct) {
@@ -234,7 +256,7 @@ enum MHD_Result container_create(struct silod *d, struct MHD_Connection *c, stru
         pthread_mutex_unlock(&d->lock);
 
         _cleanup_free_ char *bundle = NULL;
-        json_t *args = NULL;
+        json_t *args = NULL, *points = NULL;
         if (mkdirat(d->containers_fd, id, 0700) < 0)
                 r = silo_error_set(&err, errno, "mkdir %s/containers/%s", d->state, id);
         else if (asprintf(&bundle, "%s/" SILO_ENGINE_BUNDLE, ct->dir) < 0)
@@ -248,7 +270,7 @@ enum MHD_Result container_create(struct silod *d, struct MHD_Connection *c, stru
                         .cwd = b.working_dir && *b.working_dir ? b.working_dir : NULL,
                         .hostname = b.hostname && *b.hostname ? b.hostname : id,
                         .terminal = b.tty,
-                        .readonly = hc.readonly_rootfs,
+                        .readonly = json_is_true(json_object_get(b.host_config, "ReadonlyRootfs")),
                 };
                 char short_host[13];
                 if (o.hostname == id) {
@@ -257,7 +279,8 @@ enum MHD_Result container_create(struct silod *d, struct MHD_Connection *c, stru
                 }
                 r = silo_bundle_create(s, img->digest, bundle, &o, &err);
                 if (r == 0) {
-                        r = adjust_spec(d, id, bundle, &b, &hc, &args, &err);
+                        r = adjust_spec(d, id, bundle, body, &b, vm, img->config ? img->config->volumes : NULL,
+                                        warnings, &args, &points, &err);
                         if (r < 0)
                                 silo_bundle_remove(s, id, bundle, NULL);
                 }
@@ -269,21 +292,27 @@ enum MHD_Result container_create(struct silod *d, struct MHD_Connection *c, stru
                 for (size_t i = 1; i < json_array_size(args); i++)
                         json_array_append(rest, json_array_get(args, i));
                 json_object_set_new(ct->record, "Args", rest);
+                json_object_set_new(ct->record, "MountPoints", json_incref(points));
                 r = record_save(ct, &err);
+                if (r < 0)
+                        volumes_remove_anonymous(d, points);
         }
         json_decref(args);
+        json_decref(points);
         pthread_mutex_lock(&d->lock);
         ct->starting = false;
         if (r < 0)
                 unlink_locked(d, ct);
+        pthread_cond_broadcast(&d->changed);    /* a stop may wait for "starting" to end */
         pthread_mutex_unlock(&d->lock);
         if (r < 0) {
                 silo_rm_rf_at(d->containers_fd, id, NULL);
                 ctr_unref(d, ct);
                 return reply_errno(c, r, &err);
         }
+        events_container_lock(d, ct, "create", NULL);
         ctr_unref(d, ct);
-        return reply_json(c, 201, json_pack("{s:s, s:[]}", "Id", id, "Warnings"));
+        return reply_json(c, 201, json_pack("{s:s, s:O}", "Id", id, "Warnings", warnings));
 }
 
 /* ---- start / stop / kill ---- */
@@ -356,48 +385,51 @@ static int spawn_monitor(struct silod *d, struct ctr *ct, pid_t *ret_pid, silo_e
                               d->monitor_path);
 }
 
-enum MHD_Result container_start(struct silod *d, struct MHD_Connection *c, struct ctr *ct)
+int ctr_start(struct silod *d, struct ctr *ct, silo_error *err)
 {
         pthread_mutex_lock(&d->lock);
         ctr_refresh_locked(d, ct);
         if (ct->status == CTR_RUNNING || ct->starting) {
                 pthread_mutex_unlock(&d->lock);
-                return reply_empty(c, 304);
+                return 1;
         }
-        if (ct->removing) {
+        if (ct->removing || ct->removed) {
                 pthread_mutex_unlock(&d->lock);
-                return reply_error(c, 409, "container %s is being removed", ct->name);
+                return silo_error_msg(err, EBUSY, "container %s is being removed", ct->name);
         }
         ct->starting = true;
+        ct->restart_at = 0;
         pthread_mutex_unlock(&d->lock);
 
-        silo_error err = SILO_ERROR_INIT;
         _cleanup_close_ int dirfd = open(ct->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        int r = dirfd < 0 ? silo_error_set(&err, errno, "open %s", ct->dir) : 0;
+        int r = dirfd < 0 ? silo_error_set(err, errno, "open %s", ct->dir) : 0;
         if (r == 0) {
                 unlinkat(dirfd, SILO_ENGINE_EXIT, 0);
                 unlinkat(dirfd, SILO_ENGINE_STARTED, 0);
                 unlinkat(dirfd, SILO_ENGINE_PIDFILE, 0);
         }
+        if (r == 0)
+                r = networks_container_start(d, ct, err);
         pid_t pid = 0;
         if (r == 0)
-                r = spawn_monitor(d, ct, &pid, &err);
+                r = spawn_monitor(d, ct, &pid, err);
         pthread_mutex_lock(&d->lock);
         ct->starting = false;
         if (r == 0) {
                 ct->status = CTR_RUNNING;
                 ct->pid = pid;
+                events_container(d, ct, "start", NULL);
                 ctr_refresh_locked(d, ct);
         } else {
                 /* Docker records a failed start as exit code 128-ish; keep it visible. */
                 ct->status = CTR_EXITED;
                 ct->exit_code = 127;
                 ct->finished_at = silo_engine_now_ns();
-                snprintf(ct->error, sizeof(ct->error), "%s", err.message);
+                snprintf(ct->error, sizeof(ct->error), "%s", err->message);
                 ct->exits++;
                 if (dirfd >= 0) {
                         json_t *ex = json_pack("{s:i, s:I, s:s}", "ExitCode", 127, "FinishedAt",
-                                               (json_int_t) ct->finished_at, "Error", err.message);
+                                               (json_int_t) ct->finished_at, "Error", err->message);
                         if (ex)
                                 silo_engine_write_json_at(dirfd, SILO_ENGINE_EXIT, ex, NULL);
                         json_decref(ex);
@@ -405,6 +437,19 @@ enum MHD_Result container_start(struct silod *d, struct MHD_Connection *c, struc
         }
         pthread_cond_broadcast(&d->changed);
         pthread_mutex_unlock(&d->lock);
+        return r;
+}
+
+enum MHD_Result container_start(struct silod *d, struct MHD_Connection *c, struct ctr *ct)
+{
+        silo_error err = SILO_ERROR_INIT;
+        /* A start by the user re-arms the restart policy, as in docker. */
+        ctr_set_manually_stopped(d, ct, false);
+        int r = ctr_start(d, ct, &err);
+        if (r == 1)
+                return reply_empty(c, 304);
+        if (r == -EBUSY)
+                return reply_error(c, 409, "%s", err.message);
         if (r < 0)
                 return reply_error(c, 400, "failed to start container %s: %s", ct->name, err.message);
         return reply_empty(c, 204);

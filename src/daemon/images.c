@@ -70,20 +70,12 @@ static json_t *labels_of(const silo_image *img)
         return img->config->labels ? json_deep_copy(img->config->labels) : json_object();
 }
 
-static enum MHD_Result images_list(struct silod *d, struct MHD_Connection *c)
+json_t *images_summary(silo_store *s, silo_error *err)
 {
-        silo_error err = SILO_ERROR_INIT;
-        silo_store *s = NULL;
-        int r = open_store(d, &s, &err);
-        if (r < 0)
-                return reply_errno(c, r, &err);
         silo_image **v = NULL;
         size_t n = 0;
-        r = silo_image_list(s, &v, &n, &err);
-        if (r < 0) {
-                silo_store_free(s);
-                return reply_errno(c, r, &err);
-        }
+        if (silo_image_list(s, &v, &n, err) < 0)
+                return NULL;
         json_t *out = json_array();
         for (size_t i = 0; i < n; i++) {
                 json_int_t size = (json_int_t) silo_image_size(s, v[i]);
@@ -95,7 +87,22 @@ static enum MHD_Result images_list(struct silod *d, struct MHD_Connection *c)
                                                      labels_of(v[i]), "Containers", -1));
         }
         silo_image_list_free(v, n);
+        if (!out)
+                silo_error_set(err, ENOMEM, "images");
+        return out;
+}
+
+static enum MHD_Result images_list(struct silod *d, struct MHD_Connection *c)
+{
+        silo_error err = SILO_ERROR_INIT;
+        silo_store *s = NULL;
+        int r = open_store(d, &s, &err);
+        if (r < 0)
+                return reply_errno(c, r, &err);
+        json_t *out = images_summary(s, &err);
         silo_store_free(s);
+        if (!out)
+                return reply_errno(c, -(err.code ? err.code : EIO), &err);
         return reply_json(c, 200, out);
 }
 
@@ -164,10 +171,13 @@ static enum MHD_Result image_remove(struct silod *d, struct MHD_Connection *c, c
                         shown = full ? image_display_name(full) : NULL;
                 }
                 json_array_append_new(out, json_pack("{s:s}", "Untagged", shown ? shown : name));
+                events_emit(d, "image", "untag", img->id, json_pack("{s:s}", "name", shown ? shown : name));
         }
         _cleanup_image_ silo_image *still = NULL;
-        if (silo_image_lookup(s, img->id, &still, NULL) < 0)
+        if (silo_image_lookup(s, img->id, &still, NULL) < 0) {
                 json_array_append_new(out, json_pack("{s:s}", "Deleted", img->id));
+                events_emit(d, "image", "delete", img->id, json_pack("{s:s}", "name", img->id));
+        }
         silo_store_free(s);
         return reply_json(c, 200, out);
 }
@@ -186,11 +196,16 @@ static enum MHD_Result image_tag(struct silod *d, struct MHD_Connection *c, cons
         if (r < 0)
                 return reply_errno(c, r, &err);
         r = silo_image_tag(s, name, target, &err);
+        _cleanup_image_ silo_image *img = NULL;
+        if (r == 0)
+                (void) silo_image_lookup(s, target, &img, NULL);
         silo_store_free(s);
         if (r == -ENOENT)
                 return reply_error(c, 404, "No such image: %s", name);
         if (r < 0)
-                return reply_errno(c, r == -EINVAL ? r : r, &err);
+                return reply_errno(c, r, &err);
+        _cleanup_free_ char *shown = image_display_name(target);
+        events_emit(d, "image", "tag", img ? img->id : name, json_pack("{s:s}", "name", shown ? shown : target));
         return reply_empty(c, 201);
 }
 
@@ -218,6 +233,7 @@ static enum MHD_Result image_load(struct silod *d, struct MHD_Connection *c, str
         for (char **l = loaded; text && l && *l; l++) {
                 _cleanup_free_ char *shown = image_display_name(*l);
                 const char *what = strncmp(*l, "sha256:", 7) == 0 ? "Loaded image ID: " : "Loaded image: ";
+                events_emit(d, "image", "load", shown ? shown : *l, NULL);
                 _cleanup_json_ json_t *msg = json_pack("{s:s++}", "stream", what, shown ? shown : *l, "\n");
                 _cleanup_free_ char *line = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
                 if (!line)
@@ -252,6 +268,174 @@ static enum MHD_Result image_load(struct silod *d, struct MHD_Connection *c, str
         return ret;
 }
 
+/* GET /images/{name}/history: the config's history, newest first; entries
+ * that made a layer carry its size, the newest one the image ID. */
+static enum MHD_Result image_history(struct silod *d, struct MHD_Connection *c, const char *name)
+{
+        silo_error err = SILO_ERROR_INIT;
+        silo_store *s = NULL;
+        int r = open_store(d, &s, &err);
+        if (r < 0)
+                return reply_errno(c, r, &err);
+        _cleanup_image_ silo_image *img = NULL;
+        r = silo_image_lookup(s, name, &img, &err);
+        if (r < 0) {
+                silo_store_free(s);
+                if (r == -ENOENT)
+                        return reply_error(c, 404, "No such image: %s", name);
+                return reply_errno(c, r, &err);
+        }
+        json_t *out = json_array();
+        json_t *hist = img->config->history;
+        size_t n_hist = json_is_array(hist) ? json_array_size(hist) : 0;
+        size_t layer = 0;
+        /* Oldest first here; reversed below. */
+        json_t *rows = json_array();
+        for (size_t i = 0; rows && i < n_hist; i++) {
+                json_t *h = json_array_get(hist, i);
+                bool empty = json_is_true(json_object_get(h, "empty_layer"));
+                json_int_t size = 0;
+                if (!empty && layer < img->config->n_diff_ids) {
+                        uint64_t sz = 0;
+                        if (silo_store_layer_size(s, img->config->diff_ids[layer], &sz, NULL) < 0 || sz == 0)
+                                sz = layer < img->manifest->n_layers ? (uint64_t) img->manifest->layers[layer].size : 0;
+                        size = (json_int_t) sz;
+                        layer++;
+                }
+                const char *by = json_string_value(json_object_get(h, "created_by"));
+                const char *comment = json_string_value(json_object_get(h, "comment"));
+                json_array_append_new(rows, json_pack("{s:s, s:I, s:s, s:n, s:I, s:s}", "Id", "<missing>", "Created",
+                                                      (json_int_t) parse_created(json_string_value(
+                                                              json_object_get(h, "created"))),
+                                                      "CreatedBy", by ? by : "", "Tags", "Size", size, "Comment",
+                                                      comment ? comment : ""));
+        }
+        /* Layers the history does not describe (images built by other tools). */
+        for (; rows && layer < img->config->n_diff_ids; layer++) {
+                uint64_t sz = 0;
+                silo_store_layer_size(s, img->config->diff_ids[layer], &sz, NULL);
+                json_array_append_new(rows, json_pack("{s:s, s:I, s:s, s:n, s:I, s:s}", "Id", "<missing>", "Created",
+                                                      (json_int_t) parse_created(img->config->created), "CreatedBy",
+                                                      "", "Tags", "Size", (json_int_t) sz, "Comment", ""));
+        }
+        silo_store_free(s);
+        for (size_t i = json_array_size(rows); out && i > 0; i--)
+                json_array_append(out, json_array_get(rows, i - 1));
+        json_decref(rows);
+        json_t *top = json_array_get(out, 0);
+        if (top) {
+                json_object_set_new(top, "Id", json_string(img->id));
+                json_object_set_new(top, "Tags", repo_tags(img));
+        }
+        return reply_json(c, 200, out);
+}
+
+/* POST /images/prune: dangling (unnamed) images, or with the filter
+ * dangling=false every image no container uses; then GC. */
+static enum MHD_Result images_prune(struct silod *d, struct MHD_Connection *c)
+{
+        bool all = false;
+        const char *f = query(c, "filters");
+        if (f && *f) {
+                _cleanup_json_ json_t *filters = json_loads(f, 0, NULL);
+                if (!json_is_object(filters))
+                        return reply_error(c, 400, "filters: invalid JSON");
+                const char *key;
+                json_t *v;
+                json_object_foreach(filters, key, v) {
+                        if (strcmp(key, "dangling") != 0)
+                                return reply_error(c, 501, "filters: '%s' is not supported by image prune", key);
+                        /* ["false"] or {"false": true} */
+                        json_t *x = json_is_array(v) ? json_array_get(v, 0) : NULL;
+                        const char *val = x ? json_string_value(x) : NULL;
+                        if (!val && json_is_object(v))
+                                val = json_object_iter_key(json_object_iter(v));
+                        if (val && (strcmp(val, "false") == 0 || strcmp(val, "0") == 0))
+                                all = true;
+                }
+        }
+        silo_error err = SILO_ERROR_INIT;
+        silo_store *s = NULL;
+        int r = open_store(d, &s, &err);
+        if (r < 0)
+                return reply_errno(c, r, &err);
+        silo_image **before = NULL;
+        size_t n_before = 0;
+        r = silo_image_list(s, &before, &n_before, &err);
+        silo_gc_stats st = {};
+        if (r == 0)
+                r = silo_image_prune(s, all, &st, &err);
+        json_t *deleted = json_array();
+        for (size_t i = 0; r == 0 && i < n_before; i++) {
+                _cleanup_image_ silo_image *still = NULL;
+                if (silo_image_lookup(s, before[i]->digest, &still, NULL) == 0)
+                        continue;
+                for (char **name = before[i]->names; name && *name; name++) {
+                        _cleanup_free_ char *shown = image_display_name(*name);
+                        json_array_append_new(deleted, json_pack("{s:s}", "Untagged", shown ? shown : *name));
+                        events_emit(d, "image", "untag", before[i]->id, json_pack("{s:s}", "name", shown ? shown : *name));
+                }
+                json_array_append_new(deleted, json_pack("{s:s}", "Deleted", before[i]->id));
+                events_emit(d, "image", "delete", before[i]->id, json_pack("{s:s}", "name", before[i]->id));
+        }
+        silo_image_list_free(before, n_before);
+        silo_store_free(s);
+        if (r < 0) {
+                json_decref(deleted);
+                return reply_errno(c, r, &err);
+        }
+        char reclaimed[32];
+        snprintf(reclaimed, sizeof(reclaimed), "%llu", (unsigned long long) st.bytes);
+        events_emit(d, "image", "prune", "", json_pack("{s:s}", "reclaimed", reclaimed));
+        return reply_json(c, 200, json_pack("{s:o, s:I}", "ImagesDeleted", deleted, "SpaceReclaimed",
+                                            (json_int_t) st.bytes));
+}
+
+struct values {
+        const char *key;
+        char **v;
+        size_t n;
+        bool failed;
+};
+
+static enum MHD_Result collect_value(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+        (void) kind;
+        struct values *x = cls;
+        if (!key || strcmp(key, x->key) != 0 || !value || !*value)
+                return MHD_YES;
+        if (x->n >= 1024) {
+                x->failed = true;
+                return MHD_NO;
+        }
+        char **nv = realloc(x->v, (x->n + 2) * sizeof(char *));
+        if (!nv) {
+                x->failed = true;
+                return MHD_NO;
+        }
+        x->v = nv;
+        x->v[x->n] = strdup(value);
+        x->v[x->n + 1] = NULL;
+        if (!x->v[x->n]) {
+                x->failed = true;
+                return MHD_NO;
+        }
+        x->n++;
+        return MHD_YES;
+}
+
+/* Every value of a repeated query parameter (?names=a&names=b). */
+static char **query_all(struct MHD_Connection *c, const char *key)
+{
+        struct values x = { .key = key };
+        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_value, &x);
+        if (x.failed) {
+                silo_strv_free(x.v);
+                return NULL;
+        }
+        return x.v;
+}
+
 static bool ends_with(const char *s, const char *suffix, size_t *ret_prefix)
 {
         size_t n = strlen(s), m = strlen(suffix);
@@ -278,10 +462,29 @@ enum MHD_Result handle_images(struct silod *d, struct MHD_Connection *c, struct 
                 _cleanup_free_ char *name = strndup(path, n);
                 return name ? image_tag(d, c, name) : MHD_NO;
         }
+        if (post && strcmp(path, "create") == 0)
+                return image_create(d, c, req);
+        if (post && strcmp(path, "prune") == 0)
+                return images_prune(d, c);
+        if (get && strcmp(path, "get") == 0)
+                return image_save(d, c, query_all(c, "names"));
+        if (get && ends_with(path, "/get", &n)) {
+                char **names = calloc(2, sizeof(char *));
+                if (names && !(names[0] = strndup(path, n))) {
+                        free(names);
+                        names = NULL;
+                }
+                return names ? image_save(d, c, names) : MHD_NO;
+        }
+        if (get && ends_with(path, "/history", &n)) {
+                _cleanup_free_ char *name = strndup(path, n);
+                return name ? image_history(d, c, name) : MHD_NO;
+        }
+        if (post && ends_with(path, "/push", &n)) {
+                _cleanup_free_ char *name = strndup(path, n);
+                return name ? image_push(d, c, name) : MHD_NO;
+        }
         if (strcmp(method, "DELETE") == 0 && *path)
                 return image_remove(d, c, path);
-        if (post && strcmp(path, "create") == 0)
-                return reply_error(c, 501, "pulling images through silod is not implemented yet; use `silo pull` "
-                                           "or `docker load`");
         return reply_error(c, 404, "page not found: %s /images/%s", method, path);
 }

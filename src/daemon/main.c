@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "silo-config.h"
 #include "cgroup/cgroup.h"
 #include "silod.h"
+#include "trim.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
 
@@ -29,7 +31,7 @@
 
 static void *request_begin(void *cls, const char *uri, struct MHD_Connection *c)
 {
-        (void) cls;
+        silod_idle_begin(cls);
         (void) uri;
         (void) c;
         struct request *req = calloc(1, sizeof(*req));
@@ -40,7 +42,7 @@ static void *request_begin(void *cls, const char *uri, struct MHD_Connection *c)
 
 static void request_end(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-        (void) cls;
+        silod_idle_end(cls);
         (void) c;
         (void) toe;
         struct request *req = *con_cls;
@@ -133,7 +135,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         if (!req->seen) {
                 /* The first call comes before the body: decide where it goes. */
                 req->seen = true;
+                char why[256];
+                if (!tls_peer_verified(c, why, sizeof(why)))
+                        return reply_error(c, 403, "%s", why);
                 req->streaming = strcmp(method, "POST") == 0 && strcmp(path, "/images/load") == 0;
+                req->streaming |= strcmp(method, "POST") == 0 && strcmp(path, "/images/create") == 0;
                 return MHD_YES;
         }
         if (*upload_data_size > 0) {
@@ -152,12 +158,24 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                 return handle_version(d, c);
         if (strcmp(path, "/info") == 0 && strcmp(method, "GET") == 0)
                 return handle_info(d, c);
+        if (strcmp(path, "/events") == 0 && strcmp(method, "GET") == 0)
+                return handle_events(d, c);
+        if (strcmp(path, "/system/df") == 0 && strcmp(method, "GET") == 0)
+                return handle_system_df(d, c);
+        if (strcmp(path, "/auth") == 0 && strcmp(method, "POST") == 0)
+                return handle_auth(d, c, req);
         if (strncmp(path, "/images/", 8) == 0)
                 return handle_images(d, c, req, method, path + 8);
         if (strncmp(path, "/exec/", 6) == 0)
                 return handle_exec(d, c, req, method, path + 6);
         if (strncmp(path, "/containers/", 12) == 0)
                 return handle_containers(d, c, req, method, path + 12);
+        if (strncmp(path, "/compute/", 9) == 0)
+                return handle_compute(d, c, req, method, path + 9);
+        if (strncmp(path, "/networks", 9) == 0 && (path[9] == 0 || path[9] == '/'))
+                return handle_networks(d, c, req, method, path + 9);
+        if (strncmp(path, "/volumes", 8) == 0 && (path[8] == 0 || path[8] == '/'))
+                return handle_volumes(d, c, req, method, path + 8);
         return reply_error(c, 404, "page not found: %s %s", method, path);
 }
 
@@ -220,9 +238,12 @@ static char *find_monitor(void)
 
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: silod [--host unix:///PATH] [--root DIR] [--state DIR] [--cgroup-parent /PATH]\n"
-                   "             [--monitor PATH]\n"
-                   "  --host           listening socket (default " DEFAULT_HOST ")\n"
+        fprintf(f, "usage: silod [--host unix:///PATH] [--host tcp://HOST:PORT --tlscacert F --tlscert F --tlskey F]\n"
+                   "             [--root DIR] [--state DIR] [--cgroup-parent /PATH] [--monitor PATH]\n"
+                   "  --host           listening socket (default " DEFAULT_HOST "); one unix and one\n"
+                   "                   tcp host at most; tcp requires mutual TLS (the three --tls files)\n"
+                   "  --tlscacert      CA that client certificates must be signed by\n"
+                   "  --tlscert/--tlskey  the server's certificate and key (PEM)\n"
                    "  --root           image store (default " SILO_DEFAULT_ROOT ")\n"
                    "  --state          container state (default " DEFAULT_STATE ")\n"
                    "  --cgroup-parent  absolute cgroup parent of containers (default " DEFAULT_CGROUP_PARENT ")\n"
@@ -237,11 +258,19 @@ int main(int argc, char **argv)
                 { "state", required_argument, NULL, 's' },
                 { "cgroup-parent", required_argument, NULL, 'c' },
                 { "monitor", required_argument, NULL, 'm' },
+                { "tlscacert", required_argument, NULL, 'A' },
+                { "tlscert", required_argument, NULL, 'C' },
+                { "tlskey", required_argument, NULL, 'K' },
+                { "tlsverify", no_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'v' },
                 {}
         };
-        const char *host = DEFAULT_HOST;
+        const char *unix_host = NULL, *tcp_host = NULL, *tls_ca = NULL, *tls_cert = NULL, *tls_key = NULL;
+        /* Thread-per-connection: without a cap every connection thread may
+         * get a malloc arena of its own, whose free memory stays resident. */
+        mallopt(M_ARENA_MAX, 2);
+        struct silod_idle idle = {};
         struct silod d = {
                 .root = SILO_DEFAULT_ROOT,
                 .state = DEFAULT_STATE,
@@ -251,7 +280,21 @@ int main(int argc, char **argv)
         int c;
         while ((c = getopt_long(argc, argv, "H:h", opts, NULL)) != -1)
                 switch (c) {
-                case 'H': host = optarg; break;
+                case 'H':
+                        if (strncmp(optarg, "unix://", 7) == 0 && optarg[7] == '/' && !unix_host)
+                                unix_host = optarg;
+                        else if (strncmp(optarg, "tcp://", 6) == 0 && !tcp_host)
+                                tcp_host = optarg;
+                        else {
+                                fprintf(stderr, "silod: --host %s: expected unix:///absolute/path or "
+                                                "tcp://HOST:PORT (one of each at most)\n", optarg);
+                                return 2;
+                        }
+                        break;
+                case 'A': tls_ca = optarg; break;
+                case 'C': tls_cert = optarg; break;
+                case 'K': tls_key = optarg; break;
+                case 'V': break;        /* always: a TCP listener verifies clients */
                 case 'r': d.root = optarg; break;
                 case 's': d.state = optarg; break;
                 case 'c': d.cgroup_parent = optarg; break;
@@ -264,15 +307,25 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return 2;
         }
-        if (strncmp(host, "unix://", 7) != 0 || host[7] != '/') {
-                fprintf(stderr, "silod: --host: only unix:///absolute/path is supported\n");
+        if (!unix_host && !tcp_host)
+                unix_host = DEFAULT_HOST;
+        struct silod_tls tls = {};
+        silo_error tls_err = SILO_ERROR_INIT;
+        if (!tcp_host && (tls_ca || tls_cert || tls_key)) {
+                fprintf(stderr, "silod: --tlscacert/--tlscert/--tlskey need a --host tcp://HOST:PORT\n");
+                return 2;
+        }
+        if (tcp_host && tls_load(&tls, tls_ca, tls_cert, tls_key, &tls_err) < 0) {
+                fprintf(stderr, "silod: --host %s: refusing a TCP listener without mutual TLS: %s\n", tcp_host,
+                        tls_err.message);
+                tls_free(&tls);
                 return 2;
         }
         if (d.cgroup_parent[0] != '/' || d.state[0] != '/') {
                 fprintf(stderr, "silod: --cgroup-parent and --state must be absolute paths\n");
                 return 2;
         }
-        const char *sock_path = host + 7;
+        const char *sock_path = unix_host ? unix_host + 7 : NULL;
         silo_error err = SILO_ERROR_INIT;
         if (!d.monitor_path)
                 d.monitor_path = find_monitor();
@@ -306,11 +359,14 @@ int main(int argc, char **argv)
         silo_cgroup_free(parent_cg);
         pthread_mutex_init(&d.lock, NULL);
         pthread_cond_init(&d.changed, NULL);
+        events_init(&d);
         d.started = (int64_t) time(NULL);
         if (containers_load(&d, &err) < 0) {
                 fprintf(stderr, "silod: %s\n", err.message);
                 return 1;
         }
+        if (networks_init(&d, &err) < 0)
+                fprintf(stderr, "silod: %s%s\n", err.message, d.networks ? "" : " (containers get no network)");
 
         signal(SIGPIPE, SIG_IGN);
         sigset_t mask;
@@ -321,8 +377,12 @@ int main(int argc, char **argv)
         /* Threads inherit the mask: only the main thread takes these. */
         pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
-        int lfd = listen_unix(sock_path, &err);
-        if (lfd < 0) {
+        int lfd = -1, tcp_fd = -1;
+        if (sock_path && (lfd = listen_unix(sock_path, &err)) < 0) {
+                fprintf(stderr, "silod: %s\n", err.message);
+                return 1;
+        }
+        if (tcp_host && (tcp_fd = listen_tcp(tcp_host + 6, &err)) < 0) {
                 fprintf(stderr, "silod: %s\n", err.message);
                 return 1;
         }
@@ -330,24 +390,60 @@ int main(int argc, char **argv)
                 fprintf(stderr, "silod: cannot start the container poller\n");
                 return 1;
         }
-        struct MHD_Daemon *mhd = MHD_start_daemon(
-                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_UPGRADE |
-                        MHD_USE_ITC | MHD_USE_ERROR_LOG,
-                0, NULL, NULL, handle, &d,
-                MHD_OPTION_LISTEN_SOCKET, lfd,
-                MHD_OPTION_URI_LOG_CALLBACK, request_begin, NULL,
-                MHD_OPTION_NOTIFY_COMPLETED, request_end, NULL,
-                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 0,
-                MHD_OPTION_END);
-        if (!mhd) {
-                fprintf(stderr, "silod: cannot start the HTTP server on %s\n", sock_path);
-                return 1;
+        const unsigned mhd_flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                   MHD_ALLOW_UPGRADE | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+        struct MHD_Daemon *mhd = NULL, *mhd_tls = NULL;
+        if (lfd >= 0) {
+                mhd = MHD_start_daemon(mhd_flags, 0, NULL, NULL, handle, &d,
+                                       MHD_OPTION_LISTEN_SOCKET, lfd,
+                                       MHD_OPTION_URI_LOG_CALLBACK, request_begin, &idle,
+                                       MHD_OPTION_NOTIFY_COMPLETED, request_end, &idle,
+                                       MHD_OPTION_THREAD_STACK_SIZE, SILOD_THREAD_STACK,
+                                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 0,
+                                       MHD_OPTION_END);
+                if (!mhd) {
+                        fprintf(stderr, "silod: cannot start the HTTP server on %s\n", sock_path);
+                        return 1;
+                }
+                fprintf(stderr, "silod: listening on %s\n", unix_host);
         }
-        fprintf(stderr, "silod: listening on %s\n", host);
+        if (tcp_fd >= 0) {
+                /* The trust list makes GnuTLS ask for a client certificate;
+                 * every request checks that one came and verified. */
+                mhd_tls = MHD_start_daemon(mhd_flags | MHD_USE_TLS, 0, NULL, NULL, handle, &d,
+                                           MHD_OPTION_LISTEN_SOCKET, tcp_fd,
+                                           MHD_OPTION_HTTPS_MEM_KEY, tls.key,
+                                           MHD_OPTION_HTTPS_MEM_CERT, tls.cert,
+                                           MHD_OPTION_HTTPS_MEM_TRUST, tls.ca,
+                                           MHD_OPTION_URI_LOG_CALLBACK, request_begin, &idle,
+                                           MHD_OPTION_NOTIFY_COMPLETED, request_end, &idle,
+                                           MHD_OPTION_THREAD_STACK_SIZE, SILOD_THREAD_STACK,
+                                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 0,
+                                           MHD_OPTION_END);
+                if (!mhd_tls) {
+                        fprintf(stderr, "silod: cannot start the HTTPS server on %s (bad certificate or key?)\n",
+                                tcp_host);
+                        if (mhd)
+                                MHD_stop_daemon(mhd);
+                        if (sock_path)
+                                unlink(sock_path);
+                        return 1;
+                }
+                fprintf(stderr, "silod: listening on %s (mutual TLS)\n", tcp_host);
+        }
 
-        int sig = 0;
-        while (sigwait(&mask, &sig) == 0 && sig == SIGHUP)
-                ;
+        /* What start-up needed is not needed again; after that, trim
+         * whenever silod has been idle for a few seconds. */
+        silod_trim();
+        int sig;
+        for (;;) {
+                struct timespec tick = { .tv_sec = 1 };
+                sig = sigtimedwait(&mask, NULL, &tick);
+                if (sig < 0)
+                        silod_idle_tick(&idle, SILOD_IDLE_TRIM_MS);
+                else if (sig != SIGHUP)
+                        break;
+        }
         fprintf(stderr, "silod: signal %d, shutting down (containers keep running)\n", sig);
         /* Upgraded (attach) connections must be closed before MHD stops. */
         pthread_mutex_lock(&d.lock);
@@ -364,16 +460,26 @@ int main(int argc, char **argv)
                 pthread_cond_timedwait(&d.changed, &d.lock, &ts);
         }
         pthread_mutex_unlock(&d.lock);
-        MHD_stop_daemon(mhd);
+        if (mhd)
+                MHD_stop_daemon(mhd);
+        if (mhd_tls)
+                MHD_stop_daemon(mhd_tls);
         pthread_join(d.poller, NULL);
-        unlink(sock_path);
-        close(lfd);
+        if (sock_path)
+                unlink(sock_path);
+        if (lfd >= 0)
+                close(lfd);
+        if (tcp_fd >= 0)
+                close(tcp_fd);
+        tls_free(&tls);
         containers_free(&d);
+        networks_free(&d);
         execs_free(&d);
         close(d.containers_fd);
         free(d.monitor_path);
         free(d.runtime_root);
         pthread_mutex_destroy(&d.lock);
         pthread_cond_destroy(&d.changed);
+        events_free(&d);
         return 0;
 }

@@ -15,7 +15,7 @@ const char *ctr_status_name(const struct ctr *ct)
         switch (ct->status) {
         case CTR_CREATED: return "created";
         case CTR_RUNNING: return ct->paused ? "paused" : "running";
-        case CTR_EXITED: return "exited";
+        case CTR_EXITED: return ct->restart_at ? "restarting" : "exited";      /* policy backoff */
         }
         return "dead";
 }
@@ -84,11 +84,11 @@ static json_t *list_entry(const struct ctr *ct)
         char name[160];
         snprintf(name, sizeof(name), "/%s", ct->name);
         json_t *labels = json_object_get(json_object_get(ct->record, "Config"), "Labels");
-        return json_pack("{s:s, s:[s], s:O, s:O, s:o, s:I, s:s, s:s, s:[], s:O, s:{s:s}, s:{s:{}}, s:[]}", "Id",
+        return json_pack("{s:s, s:[s], s:O, s:O, s:o, s:I, s:s, s:s, s:[], s:o, s:{s:s}, s:{s:{}}, s:[]}", "Id",
                          ct->id, "Names", name, "Image", json_object_get(ct->record, "Image"), "ImageID",
                          json_object_get(ct->record, "ImageID"), "Command", command_line(ct), "Created",
                          (json_int_t) (ct->created / 1000000000), "State", ctr_status_name(ct), "Status", status,
-                         "Ports", "Labels", json_is_object(labels) ? labels : json_object(), "HostConfig",
+                         "Ports", "Labels", json_is_object(labels) ? json_incref(labels) : json_object(), "HostConfig",
                          "NetworkMode", "none", "NetworkSettings", "Networks", "Mounts");
 }
 
@@ -159,6 +159,7 @@ enum MHD_Result containers_list(struct silod *d, struct MHD_Connection *c)
                 json_array_append_new(out, list_entry(ct));
         }
         pthread_mutex_unlock(&d->lock);
+        networks_list_fill(d, out);
         return reply_json(c, 200, out);
 }
 
@@ -172,7 +173,7 @@ enum MHD_Result container_inspect(struct silod *d, struct MHD_Connection *c, str
         silo_engine_format_time(ct->finished_at, finished);
         snprintf(name, sizeof(name), "/%s", ct->name);
         json_t *state = json_pack("{s:s, s:b, s:b, s:b, s:b, s:b, s:b, s:i, s:i, s:s, s:s, s:s}", "Status",
-                                  ctr_status_name(ct), "Running", ct->status == CTR_RUNNING, "Paused", ct->paused, "Restarting", 0,
+                                  ctr_status_name(ct), "Running", ct->status == CTR_RUNNING, "Paused", ct->paused, "Restarting", ct->restart_at != 0,
                                   "OOMKilled", 0, "Dead", 0, "Removing", ct->removing, "Pid", (int) ct->pid,
                                   "ExitCode", ct->exit_code, "Error", ct->error, "StartedAt", started, "FinishedAt",
                                   finished);
@@ -191,5 +192,10 @@ enum MHD_Result container_inspect(struct silod *d, struct MHD_Connection *c, str
         char log[512];
         snprintf(log, sizeof(log), "%s/" SILO_ENGINE_LOG, ct->dir);
         json_object_set_new(doc, "LogPath", json_string(log));
+        /* hostconfig.c's MountPoints and the restart policy's count. */
+        json_object_set_new(doc, "RestartCount", json_integer(ct->restart_count));
+        if (json_is_array(json_object_get(ct->record, "MountPoints")))
+                json_object_set(doc, "Mounts", json_object_get(ct->record, "MountPoints"));
+        networks_inspect_fill(d, ct, doc);
         return reply_json(c, 200, doc);
 }

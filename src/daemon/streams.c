@@ -416,6 +416,7 @@ enum MHD_Result handle_attach(struct silod *d, struct MHD_Connection *c, struct 
                                 st->tty ? "application/vnd.docker.raw-stream"
                                         : "application/vnd.docker.multiplexed-stream");
         add_common_headers(resp);
+        events_container_lock(d, ct, "attach", NULL);
         enum MHD_Result r = MHD_queue_response(c, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
         MHD_destroy_response(resp);
         /* If the upgrade never happens the stream leaks until exit: rare

@@ -9,6 +9,7 @@ every container, stops silod and fails the module if a monitor process,
 mount, cgroup or socket is left behind.
 """
 
+import ctypes
 import hashlib
 import http.client
 import io
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import uuid
 
@@ -80,15 +82,110 @@ class Daemon:
         self.cgroup_parent = "/silo-test-" + uuid.uuid4().hex[:10]
         self.log = os.path.join(tmp, "silod.log")
         self.proc = None
+        self.extra_args = []            # more silod arguments (e.g. a TLS listener)
+        self.nsfile = None              # silod's network namespace, see use_private_netns()
+        self.forwarders = []            # listening sockets of forward_to_host()
         self.env = dict(os.environ, DOCKER_HOST="unix://" + self.sock,
                         DOCKER_CONFIG=os.path.join(tmp, "docker-config"))
+
+    def use_private_netns(self):
+        """Runs silod (and the docker CLI) in a network namespace of the test's
+        own, with a private network state directory: the default bridge, its
+        nftables table and published ports never touch the machine's network."""
+        self.nsfile = os.path.join(self.tmp, "hostns")
+        open(self.nsfile, "w").close()
+        subprocess.run(["unshare", "--net=" + self.nsfile, "true"], check=True, timeout=10)
+        subprocess.run(["nsenter", "--net=" + self.nsfile, "ip", "link", "set", "lo", "up"], check=True, timeout=10)
+        self.env["SILO_NETWORK_DIR"] = os.path.join(self.tmp, "network")
+
+    def release_netns(self):
+        for listener in self.forwarders:
+            listener.close()
+        self.forwarders = []
+        if self.nsfile:
+            subprocess.run(["umount", "-l", self.nsfile], check=False)
+            self.nsfile = None
+
+    def in_netns(self):
+        """Command prefix that runs a program where silod's network is."""
+        return ["nsenter", "--net=" + self.nsfile] if self.nsfile else []
+
+    def _in_netns(self, make):
+        """Runs make() in a short-lived thread that entered silod's network
+        namespace (setns is per thread); sockets it creates stay there."""
+        if not self.nsfile:
+            return make()
+        made = {}
+
+        def enter_and_make():
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(self.nsfile, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if libc.setns(fd, 0x40000000) != 0:     # CLONE_NEWNET
+                        raise OSError(ctypes.get_errno(), "setns " + self.nsfile)
+                finally:
+                    os.close(fd)
+                made["value"] = make()
+            except OSError as e:
+                made["error"] = e
+
+        t = threading.Thread(target=enter_and_make)
+        t.start()
+        t.join()
+        if "error" in made:
+            raise made["error"]
+        return made["value"]
+
+    def connect_tcp(self, host, port, timeout=10):
+        """A TCP connection made from silod's network namespace."""
+        return self._in_netns(lambda: socket.create_connection((host, port), timeout=timeout))
+
+    def forward_to_host(self, port):
+        """Makes the host's 127.0.0.1:port (a test registry) answer at the same
+        address inside silod's network namespace: a relay of the test's own."""
+        if not self.nsfile:
+            return
+        listener = self._in_netns(lambda: socket.create_server(("127.0.0.1", port)))
+        self.forwarders.append(listener)
+
+        def pump(src, dst):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                try:
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+        def accept_loop():
+            while True:
+                try:
+                    inner, _ = listener.accept()
+                except OSError:
+                    return
+                try:
+                    outer = socket.create_connection(("127.0.0.1", port), timeout=30)
+                except OSError:
+                    inner.close()
+                    continue
+                for a, b in ((inner, outer), (outer, inner)):
+                    threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+        threading.Thread(target=accept_loop, daemon=True).start()
 
     def start(self):
         logf = open(self.log, "a")
         self.proc = subprocess.Popen(
-            [SILOD, "--host", "unix://" + self.sock, "--root", self.root, "--state", self.state,
-             "--cgroup-parent", self.cgroup_parent],
-            stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+            [*self.in_netns(), SILOD, "--host", "unix://" + self.sock, "--root", self.root, "--state", self.state,
+             "--cgroup-parent", self.cgroup_parent, *self.extra_args],
+            stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, env=self.env)
         logf.close()
         deadline = time.time() + 15
         while time.time() < deadline:
@@ -129,7 +226,7 @@ class Daemon:
             conn.close()
 
     def docker(self, *args, check=True, timeout=CMD_TIMEOUT, input=None):
-        p = subprocess.run([DOCKER, *args], env=self.env, capture_output=True, text=True,
+        p = subprocess.run([*self.in_netns(), DOCKER, *args], env=self.env, capture_output=True, text=True,
                            timeout=timeout, input=input)
         if check and p.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} -> {p.returncode}\n"
@@ -176,6 +273,7 @@ def daemon():
         pytest.fail(f"{SILOD} is not built")
     tmp = tempfile.mkdtemp(prefix="silod-test-")
     d = Daemon(tmp)
+    d.use_private_netns()
     d.start()
     rootfs = os.path.join(tmp, "busybox-rootfs")
     os.makedirs(rootfs)
@@ -205,6 +303,7 @@ def daemon():
         for pid in monitor_pids(d.state):
             leaks.append(f"monitor process {pid} left running")
             os.kill(pid, signal.SIGKILL)
+        d.release_netns()
         for m in reversed(mounts_under(tmp)):
             leaks.append(f"mount left: {m}")
             subprocess.run(["umount", "-l", m], check=False)

@@ -383,3 +383,19 @@ def test_client_disconnect_mid_stream(daemon, image):
         assert daemon.api("GET", "/_ping")[0] == 200
     finally:
         daemon.docker("rm", "-f", "silo-stream")
+
+
+def test_stop_uses_the_containers_stop_signal_and_timeout(daemon, image):
+    name = "stopsig"
+    daemon.docker("run", "-d", "--name", name, "--stop-signal", "USR1", "--stop-timeout", "5", image, "sh", "-c",
+                  "trap 'echo got-usr1; exit 7' USR1; echo ready; while true; do sleep 0.1; done")
+    try:
+        deadline = time.time() + 10
+        while "ready" not in daemon.docker("logs", name).stdout:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        daemon.docker("stop", name)
+        assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip() == "7"
+        assert "got-usr1" in daemon.docker("logs", name).stdout
+    finally:
+        daemon.docker("rm", "-f", name)

@@ -16,11 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "net/files.h"
 #include "net/net.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
@@ -55,6 +57,16 @@ static void test_port_parse_valid(void **state)
         assert_int_equal(silo_net_port_parse(buf, &q, &err), 0);
         assert_memory_equal(&p, &q, sizeof(p));
         assert_int_equal(silo_net_port_parse("65535:1", &p, &err), 0);
+
+        /* No host port: attach picks one (host_port 0). */
+        assert_int_equal(silo_net_port_parse("80", &p, &err), 0);
+        assert_int_equal(p.host_port, 0);
+        assert_int_equal(p.container_port, 80);
+        assert_int_equal(p.count, 1);
+        assert_int_equal(silo_net_port_parse("127.0.0.1::53/udp", &p, &err), 0);
+        assert_int_equal(p.host_port, 0);
+        assert_int_equal(p.host_ip, htonl(0x7f000001));
+        assert_int_equal(p.proto, IPPROTO_UDP);
 }
 
 static void test_port_parse_invalid(void **state)
@@ -65,7 +77,7 @@ static void test_port_parse_invalid(void **state)
                 const char *message_part;
         } bad[] = {
                 { "", "empty" },
-                { "80", "expected [ip:]hostport:containerport" },
+                { "80-81", "a random host port needs one container port" },
                 { "abc:80", "'abc' is not a port number" },
                 { "0:80", "outside 1-65535" },
                 { "70000:80", "outside 1-65535" },
@@ -320,6 +332,116 @@ static void test_ipam_exhaustion_and_rollback(void **state)
         silo_net_free(n);
 }
 
+static char *read_text(const char *dir, const char *name)
+{
+        char path[128];
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        char *text = NULL;
+        size_t len;
+        if (silo_read_file_at(AT_FDCWD, path, 1 << 16, &text, &len, NULL) < 0)
+                fail_msg("read %s", path);
+        return text;
+}
+
+/* Random host ports, the names in hosts files, resolv.conf overrides. */
+static void test_random_ports_and_files(void **state)
+{
+        lab *l = *state;
+        silo_error err = SILO_ERROR_INIT;
+        char resolv[96], fa[96], fb[96];
+        snprintf(resolv, sizeof(resolv), "%s/host-resolv.conf", l->dir);
+        snprintf(fa, sizeof(fa), "%s/a", l->dir);
+        snprintf(fb, sizeof(fb), "%s/b", l->dir);
+        assert_int_equal(mkdir(fa, 0755), 0);
+        assert_int_equal(silo_net_write_file(l->dir, "host-resolv.conf", "nameserver 10.0.0.53\nsearch host.example\n",
+                                             &err), 0);
+        assert_int_equal(mkdir(fb, 0755), 0);
+        silo_net_options no = { .state_dir = l->dir, .default_subnet = "10.78.0.0/24", .host_resolv_conf = resolv };
+        silo_net *n = NULL;
+        assert_int_equal(silo_net_open(&no, &n, &err), 0);
+
+        silo_net_port ports[2];
+        assert_int_equal(silo_net_port_parse("80", &ports[0], &err), 0);
+        assert_int_equal(silo_net_port_parse("81/udp", &ports[1], &err), 0);
+        const char *aliases[] = { "web", "www", NULL }, *hosts[] = { "db.example:10.1.2.3", NULL };
+        silo_net_attach_options o = { .container_id = "a", .name = "alpha", .hostname = "host-a", .pid = l->kids[0],
+                                      .ports = ports, .n_ports = 2, .files_dir = fa, .aliases = aliases,
+                                      .extra_hosts = hosts };
+        _cleanup_json_ json_t *info = NULL;
+        assert_int_equal(silo_net_attach(n, &o, &info, &err), 0);
+        json_t *got = json_object_get(info, "ports");
+        assert_int_equal(json_array_size(got), 2);
+        silo_net_port p0, p1;
+        assert_int_equal(silo_net_port_parse(json_string_value(json_array_get(got, 0)), &p0, &err), 0);
+        assert_int_equal(silo_net_port_parse(json_string_value(json_array_get(got, 1)), &p1, &err), 0);
+        assert_true(p0.host_port >= 1024 && p0.container_port == 80 && p0.proto == IPPROTO_TCP);
+        assert_true(p1.host_port >= 1024 && p1.container_port == 81 && p1.proto == IPPROTO_UDP);
+
+        const char *dns[] = { "10.9.9.9", NULL }, *search[] = { "corp.example", NULL };
+        silo_net_attach_options ob = { .container_id = "b", .name = "beta", .pid = l->kids[1], .files_dir = fb,
+                                       .dns = dns, .dns_search = search };
+        assert_int_equal(silo_net_attach(n, &ob, NULL, &err), 0);
+        _cleanup_free_ char *ha = read_text(fa, "hosts"), *hb = read_text(fb, "hosts");
+        _cleanup_free_ char *hn = read_text(fa, "hostname"), *ra = read_text(fa, "resolv.conf");
+        _cleanup_free_ char *rb = read_text(fb, "resolv.conf");
+        assert_non_null(strstr(ha, "10.78.0.2\thost-a alpha web www\n"));
+        assert_non_null(strstr(ha, "10.1.2.3\tdb.example\n"));
+        assert_non_null(strstr(ha, "10.78.0.3\tbeta\n"));      /* rewritten in place when b came */
+        assert_non_null(strstr(hb, "10.78.0.2\talpha web www\n"));
+        assert_null(strstr(hb, "db.example"));
+        assert_string_equal(hn, "host-a\n");
+        assert_string_equal(ra, "nameserver 10.0.0.53\nsearch host.example\n");
+        assert_string_equal(rb, "nameserver 10.9.9.9\nsearch corp.example\n");
+
+        /* Bad names and addresses are refused before anything exists. */
+        const char *bad_alias[] = { "-x", NULL }, *bad_host[] = { "nocolon", NULL }, *bad_dns[] = { "x.y", NULL };
+        silo_net_attach_options bad = { .container_id = "c", .pid = l->kids[2], .aliases = bad_alias };
+        assert_int_equal(silo_net_attach(n, &bad, NULL, &err), -EINVAL);
+        assert_non_null(strstr(err.message, "aliases"));
+        bad.aliases = NULL;
+        bad.extra_hosts = bad_host;
+        assert_int_equal(silo_net_attach(n, &bad, NULL, &err), -EINVAL);
+        bad.extra_hosts = NULL;
+        bad.dns = bad_dns;
+        assert_int_equal(silo_net_attach(n, &bad, NULL, &err), -EINVAL);
+        bad.dns = NULL;
+        bad.hostname = "bad host";
+        assert_int_equal(silo_net_attach(n, &bad, NULL, &err), -EINVAL);
+
+        /* The random ports are held: the same ports given explicitly are refused. */
+        silo_net_port again = p0;
+        silo_net_attach_options oc = { .container_id = "c", .pid = l->kids[2], .ports = &again, .n_ports = 1 };
+        assert_int_equal(silo_net_attach(n, &oc, NULL, &err), -EADDRINUSE);
+
+        json_t *eps = NULL;
+        assert_int_equal(silo_net_endpoint_list(n, &eps, &err), 0);
+        assert_int_equal(json_object_size(eps), 2);
+        json_decref(eps);
+        assert_int_equal(silo_net_detach(n, "a", &err), 0);
+        assert_int_equal(silo_net_detach(n, "b", &err), 0);
+        assert_int_equal(silo_net_network_remove(n, "silo0", &err), 0);
+        silo_net_free(n);
+}
+
+/* A namespace bound to a file, and its removal (idempotent). */
+static void test_netns_files(void **state)
+{
+        lab *l = *state;
+        silo_error err = SILO_ERROR_INIT;
+        char path[96];
+        snprintf(path, sizeof(path), "%s/ns", l->dir);
+        assert_int_equal(silo_net_netns_create(path, &err), 0);
+        assert_int_equal(silo_net_netns_create(path, &err), -EEXIST);
+        silo_net *n = lab_open(l, "10.76.0.0/24");
+        silo_net_attach_options o = { .container_id = "x", .mode = "none", .netns_path = path };
+        assert_int_equal(silo_net_attach(n, &o, NULL, &err), 0);
+        assert_int_equal(silo_net_detach(n, "x", &err), 0);
+        silo_net_free(n);
+        assert_int_equal(silo_net_netns_remove(path, &err), 0);
+        assert_int_equal(access(path, F_OK), -1);
+        assert_int_equal(silo_net_netns_remove(path, &err), 0);
+}
+
 static void test_state_file_is_validated(void **state)
 {
         lab *l = *state;
@@ -357,6 +479,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_ipam_leases, lab_setup, lab_teardown),
                 cmocka_unit_test_setup_teardown(test_ipam_exhaustion_and_rollback, lab_setup, lab_teardown),
                 cmocka_unit_test_setup_teardown(test_state_file_is_validated, lab_setup, lab_teardown),
+                cmocka_unit_test_setup_teardown(test_random_ports_and_files, lab_setup, lab_teardown),
+                cmocka_unit_test_setup_teardown(test_netns_files, lab_setup, lab_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,3 +96,12 @@ struct silo_compute_system {
 
 int compute_runtime_init(const struct silo_compute_context *ctx, char **ret_state_root, char **ret_runtime_root,
                          struct silo_runtime *rt, silo_error *err);
+
+/* network.c: Container.Networking.Network (and Ports) -- a namespace of the
+ * system's own attached to a silo network, joined by the spec; released at
+ * delete.  Ports are "[ip:]host:container[/proto]" strings. */
+struct silo_net_port;
+int compute_network_ports(json_t *ports, const char *path, struct silo_net_port **ret, size_t *ret_n,
+                          silo_error *err);
+int compute_network_attach(const char *id, const char *dir, json_t *doc, json_t *spec, silo_error *err);
+int compute_network_release(const char *id, const char *dir, silo_error *err);

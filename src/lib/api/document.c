@@ -432,14 +432,27 @@ int compute_document_to_spec(json_t *doc, const struct compute_spec_options *o, 
                 json_decref(frag);
         }
         if (c.net) {
-                const char *ns = NULL;
+                struct { const char *ns, *network; json_t *ports; } nets = {};
                 const struct silo_json_field nf[] = {
-                        { "Namespace", SILO_JSON_STRING, 0, SILO_JSON_NULLABLE },
+                        { "Namespace", SILO_JSON_STRING, offsetof(typeof(nets), ns), SILO_JSON_NULLABLE },
+                        { "Network", SILO_JSON_STRING, offsetof(typeof(nets), network), SILO_JSON_NULLABLE },
+                        { "Ports", SILO_JSON_ARRAY, offsetof(typeof(nets), ports), SILO_JSON_NULLABLE },
                         { NULL },
                 };
-                r = silo_json_dispatch(c.net, "Container.Networking", nf, &ns, err);
-                if (r == 0 && ns)
-                        r = set_netns(spec, ns, err);
+                r = silo_json_dispatch(c.net, "Container.Networking", nf, &nets, err);
+                if (r == 0 && nets.ns && nets.network)
+                        r = silo_error_msg(err, EINVAL, "Container.Networking: Namespace and Network exclude each other");
+                if (r == 0 && nets.ports && !nets.network)
+                        r = silo_error_msg(err, EINVAL, "Container.Networking.Ports: needs a Network");
+                if (r == 0 && nets.ports) {
+                        /* Checked here; network.c attaches them at create. */
+                        struct silo_net_port *ports = NULL;
+                        size_t n_ports = 0;
+                        r = compute_network_ports(nets.ports, "Container.Networking.Ports", &ports, &n_ports, err);
+                        free(ports);
+                }
+                if (r == 0 && nets.ns)
+                        r = set_netns(spec, nets.ns, err);
                 if (r < 0) {
                         compute_storage_done(&storage);
                         return r;

@@ -433,6 +433,15 @@ int silo_compute_system_create(const struct silo_compute_context *ctx, const cha
                 r = silo_error_set(err, dfd < 0 ? errno : ENOMEM, "open %s", dir);
                 goto fail;
         }
+        r = compute_network_attach(id, dir, doc, spec, err);
+        if (r < 0)
+                goto fail;
+        free(spec_text);
+        spec_text = json_dumps(spec, JSON_INDENT(2));
+        if (!spec_text) {
+                r = silo_error_set(err, ENOMEM, "config.json");
+                goto fail;
+        }
         r = silo_write_file_replace_at(dfd, "config.json", spec_text, strlen(spec_text), 0600, err);
         if (r < 0)
                 goto fail;
@@ -458,6 +467,7 @@ int silo_compute_system_create(const struct silo_compute_context *ctx, const cha
         *ret = TAKE_PTR(sys);
         return 0;
 fail:
+        compute_network_release(id, dir, NULL);
         if (mounted)
                 umount2(rootfs, MNT_DETACH);
         if (from_store)
@@ -730,6 +740,9 @@ int silo_compute_system_delete(const struct silo_compute_context *ctx, const cha
                 return silo_error_prefix(err, "remove the root filesystem of compute system %s", id);
         if (umount2(rootfs, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
                 return silo_error_set(err, errno, "unmount %s", rootfs);
+        r = compute_network_release(id, dir, err);
+        if (r < 0)
+                return r;
         return silo_rm_rf_at(AT_FDCWD, dir, err);
 }
 

@@ -44,6 +44,8 @@ static inline void silo_close_reset(int *fd)
 #define SILO_ENGINE_EXIT "exit.json"
 #define SILO_ENGINE_PIDFILE "init.pid"
 #define SILO_ENGINE_STDIN_SOCKET "attach.sock"  /* raw stdin bytes; EOF = client closed stdin */
+#define SILO_ENGINE_CONTROL_SOCKET "control.sock" /* one command line per connection (resize) */
+#define SILO_ENGINE_CONTROL_MAX 64              /* longest control message, newline included */
 
 #define SILO_LOG_HEADER 8
 #define SILO_LOG_FRAME_MAX (64u * 1024)
@@ -56,12 +58,18 @@ struct silo_monitor_options {
         bool tty;                       /* process.terminal: output comes from a pty master */
         bool open_stdin;                /* DIR/attach.sock feeds the container's stdin */
         bool stdin_once;                /* close stdin when the first attached client ends it */
+        void (*on_running)(void);       /* optional: called once the container runs, before output is pumped */
 };
 
 /* Runs in the detached monitor process: create, start, log, wait, delete,
  * record the exit.  Returns 0 once the exit is recorded, or a negative errno
  * if the container could not be started (reported on sync_fd as well). */
 int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err);
+
+/* Asks the monitor of the container in dirfd to resize its terminal (the pty
+ * master lives there).  -ESRCH if no monitor listens, -EINVAL with the
+ * monitor's message if it refused (no terminal). */
+int silo_engine_resize(int dirfd, unsigned rows, unsigned cols, silo_error *err);
 
 /* ---- log files ---- */
 

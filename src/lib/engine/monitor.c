@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -165,6 +166,158 @@ static void stdin_events(struct stdin_fwd *f, const struct pollfd *pl, const str
         }
 }
 
+/* The control socket: silod asks for terminal resizes here.  One short
+ * line per connection ("resize ROWS COLS\n"), answered with "O\n" or
+ * "E<message>\n"; longer messages are refused, and only root or our own
+ * uid may talk to us (the directory is root's 0700 anyway). */
+#define CTL_CLIENTS 4
+
+struct ctl_client {
+        int fd;
+        size_t len;
+        char buf[SILO_ENGINE_CONTROL_MAX];
+};
+
+struct ctl {
+        int listen_fd;
+        struct ctl_client clients[CTL_CLIENTS];
+        unsigned next_victim;
+};
+
+static int ctl_listen(silo_error *err)
+{
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return silo_error_set(err, errno, "control socket");
+        struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = SILO_ENGINE_CONTROL_SOCKET };
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, CTL_CLIENTS) < 0) {
+                int r = silo_error_set(err, errno, "bind control socket");
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+static void ctl_reply(struct ctl_client *cl, const char *text)
+{
+        (void) !send(cl->fd, text, strlen(text), MSG_NOSIGNAL | MSG_DONTWAIT);
+        silo_close_reset(&cl->fd);
+        cl->len = 0;
+}
+
+static void ctl_command(struct ctl_client *cl, int master)
+{
+        unsigned rows, cols;
+        int n = 0;
+        cl->buf[cl->len - 1] = 0;       /* the newline */
+        if (sscanf(cl->buf, "resize %u %u%n", &rows, &cols, &n) != 2 || cl->buf[n] != 0 || rows > 0xffff ||
+            cols > 0xffff) {
+                ctl_reply(cl, "Eunknown or malformed command\n");
+                return;
+        }
+        if (master < 0) {
+                ctl_reply(cl, "Ethe container has no terminal\n");
+                return;
+        }
+        struct winsize ws = { .ws_row = (unsigned short) rows, .ws_col = (unsigned short) cols };
+        if (ioctl(master, TIOCSWINSZ, &ws) < 0) {
+                char msg[128];
+                snprintf(msg, sizeof(msg), "Eresize: %s\n", strerror(errno));
+                ctl_reply(cl, msg);
+                return;
+        }
+        ctl_reply(cl, "O\n");
+}
+
+static void ctl_accept(struct ctl *c)
+{
+        int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+                return;
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+            (cred.uid != 0 && cred.uid != geteuid())) {
+                close(fd);
+                return;
+        }
+        struct ctl_client *slot = NULL;
+        for (unsigned i = 0; i < CTL_CLIENTS && !slot; i++)
+                if (c->clients[i].fd < 0)
+                        slot = &c->clients[i];
+        if (!slot) {
+                /* All busy (idle peers): the oldest-served slot makes room. */
+                slot = &c->clients[c->next_victim++ % CTL_CLIENTS];
+                silo_close_reset(&slot->fd);
+        }
+        slot->fd = fd;
+        slot->len = 0;
+}
+
+static void ctl_read(struct ctl_client *cl, int master)
+{
+        ssize_t n = read(cl->fd, cl->buf + cl->len, sizeof(cl->buf) - cl->len);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (n <= 0) {
+                silo_close_reset(&cl->fd);
+                cl->len = 0;
+                return;
+        }
+        cl->len += (size_t) n;
+        char *nl = memchr(cl->buf, '\n', cl->len);
+        if (nl) {
+                cl->len = (size_t) (nl - cl->buf) + 1;
+                ctl_command(cl, master);
+        } else if (cl->len == sizeof(cl->buf))
+                ctl_reply(cl, "Econtrol message too long\n");
+}
+
+static void ctl_close(struct ctl *c)
+{
+        silo_close_reset(&c->listen_fd);
+        for (unsigned i = 0; i < CTL_CLIENTS; i++)
+                silo_close_reset(&c->clients[i].fd);
+}
+
+int silo_engine_resize(int dirfd, unsigned rows, unsigned cols, silo_error *err)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" SILO_ENGINE_CONTROL_SOCKET, dirfd);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return silo_error_set(err, errno, "control socket");
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return silo_error_set(err, errno == ENOENT || errno == ECONNREFUSED ? ESRCH : errno,
+                                      "connect to the container's monitor");
+        char msg[64];
+        int n = snprintf(msg, sizeof(msg), "resize %u %u\n", rows, cols);
+        if (send(fd, msg, (size_t) n, MSG_NOSIGNAL) != n)
+                return silo_error_set(err, errno ? errno : EIO, "send to the container's monitor");
+        char reply[SILO_ENGINE_CONTROL_MAX];
+        size_t len = 0;
+        while (len < sizeof(reply) - 1) {
+                struct pollfd p = { fd, POLLIN, 0 };
+                if (poll(&p, 1, 5000) <= 0)
+                        return silo_error_msg(err, ETIMEDOUT, "the container's monitor did not answer");
+                ssize_t k = read(fd, reply + len, sizeof(reply) - 1 - len);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        break;
+                len += (size_t) k;
+        }
+        reply[len] = 0;
+        char *nl = strchr(reply, '\n');
+        if (nl)
+                *nl = 0;
+        if (reply[0] == 'O')
+                return 0;
+        if (reply[0] == 'E')
+                return silo_error_msg(err, EINVAL, "%s", reply + 1);
+        return silo_error_msg(err, EIO, "the container's monitor closed the control connection");
+}
+
 static int exit_code_of(int status)
 {
         if (WIFEXITED(status))
@@ -192,6 +345,9 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
         _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
         int out[2] = { -1, -1 }, errp[2] = { -1, -1 }, inp[2] = { -1, -1 };
         struct stdin_fwd fwd = { .listen_fd = -1, .client = -1, .target = -1, .once = o->stdin_once };
+        struct ctl ctl = { .listen_fd = -1 };
+        for (unsigned i = 0; i < CTL_CLIENTS; i++)
+                ctl.clients[i].fd = -1;
         _cleanup_close_ int pidfd = -1, console_fd = -1, master = -1;
         _cleanup_json_ json_t *started = NULL, *ex = NULL;
         _cleanup_free_ char *pidtext = NULL;
@@ -211,6 +367,14 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
          * (absolute paths can exceed sun_path). */
         if (fchdir(dirfd) < 0) {
                 r = silo_error_set(err, errno, "chdir %s", o->dir);
+                goto fail;
+        }
+        /* Listening before the start is reported: a resize right after
+         * `start` must find it. */
+        unlinkat(dirfd, SILO_ENGINE_CONTROL_SOCKET, 0);
+        ctl.listen_fd = ctl_listen(err);
+        if (ctl.listen_fd < 0) {
+                r = ctl.listen_fd;
                 goto fail;
         }
         if (o->open_stdin) {
@@ -288,12 +452,14 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
         report(o->sync_fd, "O%d\n", (int) pid);
         if (o->sync_fd >= 0)
                 close(o->sync_fd);
+        if (o->on_running)
+                o->on_running();
 
         int status = 0;
         bool exited = false, out_open = true, err_open = true, tty_open = master >= 0;
         while (!exited || out_open || err_open || tty_open) {
                 bool pending = fwd.len > 0 && fwd.target >= 0;
-                struct pollfd p[7] = {
+                struct pollfd p[8 + CTL_CLIENTS] = {
                         { out_open ? out[0] : -1, POLLIN, 0 },
                         { err_open ? errp[0] : -1, POLLIN, 0 },
                         { exited ? -1 : pidfd, POLLIN, 0 },
@@ -301,10 +467,13 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
                         { fwd.client < 0 && !exited ? fwd.listen_fd : -1, POLLIN, 0 },
                         { !pending && !exited ? fwd.client : -1, POLLIN, 0 },
                         { pending && !exited ? fwd.target : -1, POLLOUT, 0 },
+                        { !exited ? ctl.listen_fd : -1, POLLIN, 0 },
                 };
+                for (unsigned i = 0; i < CTL_CLIENTS; i++)
+                        p[8 + i] = (struct pollfd) { !exited ? ctl.clients[i].fd : -1, POLLIN, 0 };
                 /* After the init died the pipes close when its pid namespace
                  * is gone; a stray holder gets a second, then is ignored. */
-                int n = poll(p, 7, exited ? 1000 : (pidfd < 0 ? 100 : 5000));
+                int n = poll(p, ARRAY_SIZE(p), exited ? 1000 : (pidfd < 0 ? 100 : 5000));
                 if (n < 0 && errno != EINTR)
                         break;
                 if (n == 0 && exited)
@@ -318,6 +487,11 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
                         tty_open = false;
                 if (!exited)
                         stdin_events(&fwd, &p[4], &p[5], &p[6], o->tty);
+                for (unsigned i = 0; i < CTL_CLIENTS; i++)
+                        if (p[8 + i].revents && ctl.clients[i].fd >= 0)
+                                ctl_read(&ctl.clients[i], tty_open ? master : -1);
+                if (p[7].revents)
+                        ctl_accept(&ctl);
                 if (!exited && (pidfd < 0 || p[2].revents) && waitpid(pid, &status, WNOHANG) == pid)
                         exited = true;
         }
@@ -329,6 +503,8 @@ int silo_monitor_run(const struct silo_monitor_options *o, silo_error *err)
         silo_close_reset(&fwd.target);
         if (o->open_stdin)
                 unlinkat(dirfd, SILO_ENGINE_STDIN_SOCKET, 0);
+        ctl_close(&ctl);
+        unlinkat(dirfd, SILO_ENGINE_CONTROL_SOCKET, 0);
         silo_error derr = SILO_ERROR_INIT;
         silo_container_delete(&rt, o->id, true, &derr);
         ex = json_pack("{s:i, s:I, s:s}", "ExitCode", exit_code_of(status), "FinishedAt",
@@ -351,5 +527,9 @@ done:
         silo_close_reset(&fwd.target);
         if (o->open_stdin)
                 unlinkat(dirfd, SILO_ENGINE_STDIN_SOCKET, 0);
+        if (ctl.listen_fd >= 0) {
+                ctl_close(&ctl);
+                unlinkat(dirfd, SILO_ENGINE_CONTROL_SOCKET, 0);
+        }
         return r;
 }

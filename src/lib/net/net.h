@@ -39,7 +39,9 @@ static inline void silo_net_freep(silo_net **n)
         silo_net_free(*n);
 }
 
-/* A published port: [ip:]host[-end]:container[-end][/tcp|udp]. */
+/* A published port: [ip:]host[-end]:container[-end][/tcp|udp].  A host port
+ * of 0 (the forms "80", "ip::80") asks attach for a free one from the
+ * ephemeral range; the endpoint records the port it got. */
 typedef struct silo_net_port {
         uint32_t host_ip;               /* network byte order; 0 = every local address */
         uint16_t host_port;
@@ -61,6 +63,8 @@ typedef struct silo_net_network_options {
         const char *subnet;             /* NULL: first free 10.211.N.0/24 */
         const char *bridge;             /* NULL: "silo-<name>", or a hash when that is too long */
         unsigned mtu;                   /* 0: the kernel's default (1500); 68-65535 */
+        bool internal;                  /* no outbound NAT, nothing forwarded out of the bridge */
+        json_t *labels;                 /* NULL or an object kept with the network ("labels") */
 } silo_net_network_options;
 
 /* User-defined bridge networks (o may be NULL). */
@@ -83,6 +87,12 @@ typedef struct silo_net_attach_options {
         const silo_net_port *ports;
         size_t n_ports;
         const char *files_dir;          /* NULL or a directory for hosts, hostname, resolv.conf */
+        const char *hostname;           /* /etc/hostname and its own hosts line; NULL = name */
+        const char *const *aliases;     /* further names of it in its networks' hosts files */
+        const char *const *extra_hosts; /* "name:address" (or "name=address") lines for its hosts */
+        const char *const *dns;         /* resolv.conf nameservers instead of the host's */
+        const char *const *dns_search;  /* resolv.conf search domains instead of the host's */
+        const char *const *dns_options; /* resolv.conf options instead of the host's */
 } silo_net_attach_options;
 
 /* Connects the namespace and records the endpoint.  On failure nothing is
@@ -92,6 +102,15 @@ int silo_net_attach(silo_net *n, const silo_net_attach_options *o, json_t **ret_
 
 /* Removes the container's veth, rules and lease.  -ENOENT when unknown. */
 int silo_net_detach(silo_net *n, const char *container_id, silo_error *err);
+
+/* silo_net_detach() for a container whose network namespace the caller
+ * destroys right after (silod unmounts its bind mount once the container
+ * has exited): the veths are left to the kernel, which deletes them with
+ * the namespace, asynchronously and off the caller's path (deleting a veth
+ * synchronously waits for RCU grace periods, ~16 ms).  Rules, lease and
+ * hosts entries go at once.  If another container joined the namespace
+ * (container:<id>), the veths are deleted as by detach. */
+int silo_net_release(silo_net *n, const char *container_id, silo_error *err);
 
 /* Connects an already connected (bridge mode) container to a further network:
  * a veth named eth1, eth2, ... in its namespace, an address, no default
@@ -104,13 +123,24 @@ int silo_net_disconnect(silo_net *n, const char *container_id, const char *netwo
 /* The recorded endpoint of a container. */
 int silo_net_endpoint(silo_net *n, const char *container_id, json_t **ret, silo_error *err);
 
+/* Every recorded endpoint, keyed by container id (as silo_net_endpoint). */
+int silo_net_endpoint_list(silo_net *n, json_t **ret, silo_error *err);
+
 /* Decides whether a recorded container still exists (daemon: ask the
- * runtime).  Without one, a bridge endpoint is alive while its host veth
- * exists (the kernel deletes the pair with the namespace), others while
- * their namespace path exists. */
-typedef bool (*silo_net_alive_fn)(const char *container_id, void *userdata);
+ * runtime); endpoint is its record (netns, files, ...).  Without one, a
+ * bridge endpoint is alive while its host veth exists (the kernel deletes
+ * the pair with the namespace), others while their namespace path exists. */
+typedef bool (*silo_net_alive_fn)(const char *container_id, json_t *endpoint, void *userdata);
 
 /* After a crash: detaches dead endpoints, deletes silo veths and silo:<id>
  * rules nobody owns, restores the table for networks whose bridge exists. */
 int silo_net_reconcile(silo_net *n, silo_net_alive_fn alive, void *userdata,
                        unsigned *ret_removed, silo_error *err);
+
+/* A new network namespace kept alive by a bind mount on path (created as an
+ * empty file), the way `ip netns add` does; made on a short-lived thread so
+ * the caller's own namespace never changes. */
+int silo_net_netns_create(const char *path, silo_error *err);
+/* Unmounts and unlinks it; the kernel destroys the namespace (and the veth
+ * ends in it) once its last process is gone.  Missing path: 0. */
+int silo_net_netns_remove(const char *path, silo_error *err);

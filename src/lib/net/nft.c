@@ -125,7 +125,7 @@ static const char *ip_text(uint32_t host_order, char buf[INET_ADDRSTRLEN])
 }
 
 void silo_nft_network_rules(silo_nft_buf *b, const char *network, const char *bridge,
-                            uint32_t subnet, unsigned prefix)
+                            uint32_t subnet, unsigned prefix, bool internal)
 {
         char net[INET_ADDRSTRLEN];
         ip_text(subnet, net);
@@ -147,6 +147,14 @@ void silo_nft_network_rules(silo_nft_buf *b, const char *network, const char *br
                 t, net, prefix, net, prefix, SILO_NFT_NETWORK_TAG, network,
                 t, bridge,
                 t, bridge, bridge, SILO_NFT_NETWORK_TAG, network);
+        /* Internal: nothing leaves the bridge but towards its own members
+         * (the masquerade above then never matches). */
+        if (internal)
+                silo_nft_buf_printf(b,
+                        "add rule ip %s forward iifname \"%s\" oifname != \"%s\" drop comment \"%s%s\"\n"
+                        "add rule ip %s forward oifname \"%s\" iifname != \"%s\" drop comment \"%s%s\"\n",
+                                    t, bridge, bridge, SILO_NFT_NETWORK_TAG, network,
+                                    t, bridge, bridge, SILO_NFT_NETWORK_TAG, network);
 }
 
 static void port_rule(silo_nft_buf *b, const char *chain, const char *container_id, const char *target,

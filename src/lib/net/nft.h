@@ -50,6 +50,6 @@ typedef struct silo_nft_buf {
 void silo_nft_skeleton(silo_nft_buf *b);
 void silo_nft_buf_printf(silo_nft_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void silo_nft_network_rules(silo_nft_buf *b, const char *network, const char *bridge,
-                            uint32_t subnet, unsigned prefix);
+                            uint32_t subnet, unsigned prefix, bool internal);
 void silo_nft_port_rules(silo_nft_buf *b, const char *container_id, uint32_t container_ip,
                          const silo_net_port *ports, size_t n_ports);

@@ -66,11 +66,21 @@ int silo_net_port_parse(const char *spec, silo_net_port *ret, silo_error *err)
                         return silo_error_msg(err, EINVAL, "port '%s': protocol '%s' is not tcp or udp", spec, proto);
                 len = (size_t) (slash - spec);
         }
-        /* Split from the right: container, host, then an optional address. */
+        /* Split from the right: container, host, then an optional address.
+         * No host port ("80", "ip::80"): attach picks a free one. */
         const char *c1 = memrchr(spec, ':', len);
-        if (!c1)
-                return silo_error_msg(err, EINVAL,
-                                      "port '%s': expected [ip:]hostport:containerport[/tcp|udp]", spec);
+        if (!c1) {
+                unsigned count;
+                int r = parse_range(spec, len, spec, &p.container_port, &count, err);
+                if (r < 0)
+                        return r;
+                if (count != 1)
+                        return silo_error_msg(err, EINVAL, "port '%s': a random host port needs one container port",
+                                              spec);
+                p.count = 1;
+                *ret = p;
+                return 0;
+        }
         const char *c0 = memrchr(spec, ':', (size_t) (c1 - spec));
         const char *host = c0 ? c0 + 1 : spec;
         if (c0) {
@@ -87,7 +97,19 @@ int silo_net_port_parse(const char *spec, silo_net_port *ret, silo_error *err)
                 p.host_ip = a.s_addr;
         }
         unsigned hcount, ccount;
-        int r = parse_range(host, (size_t) (c1 - host), spec, &p.host_port, &hcount, err);
+        int r;
+        if (c0 && host == c1) {
+                r = parse_range(c1 + 1, len - (size_t) (c1 + 1 - spec), spec, &p.container_port, &ccount, err);
+                if (r < 0)
+                        return r;
+                if (ccount != 1)
+                        return silo_error_msg(err, EINVAL, "port '%s': a random host port needs one container port",
+                                              spec);
+                p.count = 1;
+                *ret = p;
+                return 0;
+        }
+        r = parse_range(host, (size_t) (c1 - host), spec, &p.host_port, &hcount, err);
         if (r < 0)
                 return r;
         r = parse_range(c1 + 1, len - (size_t) (c1 + 1 - spec), spec, &p.container_port, &ccount, err);

@@ -449,6 +449,8 @@ int reg_credentials(const silo_registry_options *o, const char *domain, char **r
                 explicit_bzero(up, strlen(up));
                 return *ret ? 0 : silo_error_set(err, ENOMEM, "credentials");
         }
+        if (o->authfile && !*o->authfile)
+                return 0;
         if (o->authfile)
                 return lookup_file(o->authfile, domain, true, ret, err) < 0 ? -err->code : 0;
 
@@ -735,4 +737,56 @@ int reg_client_open(silo_store *s, const silo_reference *ref, const silo_registr
         }
         *ret = c;
         return 0;
+}
+
+bool reg_cancelled(const silo_registry_options *o)
+{
+        return o->cancelled && o->cancelled(o->cancel_userdata);
+}
+
+int silo_registry_login(const char *server, const silo_registry_options *o, silo_error *err)
+{
+        silo_registry_options defaults;
+        if (!o) {
+                silo_registry_options_init(&defaults);
+                o = &defaults;
+        }
+        if (!server || !*server)
+                return silo_error_msg(err, EINVAL, "login: no registry given");
+        const char *host = server;
+        if (!strncmp(host, "https://", 8))
+                host += 8;
+        else if (!strncmp(host, "http://", 7))
+                host += 7;
+        size_t n = strcspn(host, "/");
+        if (n == 0 || n > 255)
+                return silo_error_msg(err, EINVAL, "login: invalid registry address '%s'", server);
+        _cleanup_free_ char *probe = NULL;
+        /* Docker Hub's legacy address names docker.io. */
+        if ((n == 15 && !strncmp(host, "index.docker.io", 15)) || (n == 9 && !strncmp(host, "docker.io", 9)))
+                probe = strdup("docker.io/library/silo-login:latest");
+        else if (asprintf(&probe, "%.*s/silo-login:latest", (int) n, host) < 0)
+                probe = NULL;
+        if (!probe)
+                return silo_error_set(err, ENOMEM, "login");
+        _cleanup_reference_ silo_reference *ref = NULL;
+        int r = silo_reference_parse(probe, &ref, err);
+        if (r < 0)
+                return silo_error_prefix(err, "login: invalid registry address '%s'", server);
+        reg_client *c = NULL;
+        r = reg_client_open(NULL, ref, o, NULL, &c, err);
+        if (r < 0)
+                return r;
+        /* The ping answered the challenge (a token, or Basic selected); the
+         * second request proves the credentials. */
+        reg_response resp = {};
+        reg_request req = { .method = "GET", .url = "/v2/", .upload_fd = -1, .max_body = ERROR_BODY_MAX };
+        r = reg_do(c, &req, &resp, err);
+        if (r == 0 && (resp.status == 401 || resp.status == 403))
+                r = silo_error_msg(err, EACCES, "authentication failed for %s: credentials rejected", c->domain);
+        else if (r == 0 && resp.status != 200 && resp.status != 404)
+                r = silo_error_msg(err, EPROTO, "%s/v2/: HTTP %ld", c->base, resp.status);
+        reg_response_done(&resp);
+        reg_client_free(c);
+        return r;
 }

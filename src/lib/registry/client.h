@@ -84,3 +84,6 @@ bool reg_retryable_curl(CURLcode rc);
 /* Credentials for a registry domain from o->username/password or the auth
  * files; ret is base64 "user:password" or NULL. */
 int reg_credentials(const silo_registry_options *o, const char *domain, char **ret, silo_error *err);
+
+/* True if the caller asked to stop (silo_registry_options.cancelled). */
+bool reg_cancelled(const silo_registry_options *o);

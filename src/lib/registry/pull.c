@@ -68,7 +68,7 @@ static int fetch_small(reg_client *c, const char *what, const char *path, const 
                         return silo_error_msg(err, code, "%s: %s answered HTTP %ld%s%s", what, c->domain, resp->status,
                                               *text ? ": " : "", text);
                 }
-                if (!retry || attempt >= o->retries) {
+                if (!retry || attempt >= o->retries || reg_cancelled(o)) {
                         if (err)
                                 *err = e;
                         return silo_error_prefix(err, "%s (after %u attempts)", what, attempt);
@@ -198,6 +198,10 @@ static size_t job_write(char *buf, size_t size, size_t n, void *userdata)
         if (silo_blob_writer_size(j->w) + len > (uint64_t) j->desc->size) {
                 silo_error_msg(&j->err, EBADMSG, "layer %s: the registry sent more than the %lld bytes the manifest says",
                                j->desc->digest, (long long) j->desc->size);
+                return 0;
+        }
+        if (reg_cancelled(j->p->o)) {
+                silo_error_msg(&j->err, ECANCELED, "layer %s: cancelled", j->desc->digest);
                 return 0;
         }
         if (silo_blob_writer_write(j->w, buf, len, &j->err) < 0)
@@ -398,6 +402,10 @@ static int download_all(struct pull *p, silo_error *err)
         while (remaining > 0 && r == 0) {
                 if (queue_failed(&p->q))
                         break;
+                if (reg_cancelled(p->o)) {
+                        r = silo_error_msg(err, ECANCELED, "cancelled");
+                        break;
+                }
                 size_t running = 0;
                 for (size_t i = 0; i < p->n_jobs; i++)
                         running += p->jobs[i].state == JOB_RUNNING;
@@ -598,6 +606,9 @@ static int pull_locked(silo_store *s, const silo_reference *ref, const silo_regi
         r = download_all(&p, err);
         if (r < 0)
                 queue_fail(&p.q, r, NULL);
+        /* Unpacks are not interruptible; do not register after a cancel. */
+        if (r == 0 && reg_cancelled(o))
+                r = silo_error_msg(err, ECANCELED, "cancelled");
 
 out_threads:
         pthread_mutex_lock(&p.q.lock);

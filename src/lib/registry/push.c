@@ -151,6 +151,8 @@ static int push_blob(reg_client *c, const struct push_blob *b, silo_error *err)
         for (unsigned attempt = 1; ; attempt++) {
                 bool retryable;
                 silo_error e = SILO_ERROR_INIT;
+                if (reg_cancelled(c->o))
+                        return silo_error_msg(err, ECANCELED, "%s %s: cancelled", b->kind, b->digest);
                 int r = push_blob_once(c, b, &retryable, &e);
                 if (r == 0)
                         return 0;

@@ -14,7 +14,8 @@
 #include "util/error.h"
 
 typedef struct silo_registry_options {
-        const char *authfile;           /* docker config.json / containers auth.json; NULL: the usual places */
+        const char *authfile;           /* docker config.json / containers auth.json; NULL: the usual places;
+                                         * "": none (only username/password) */
         const char *username;           /* explicit credentials, override the authfile */
         const char *password;
         const char *ca_file;            /* PEM bundle to trust instead of the system's */
@@ -26,6 +27,11 @@ typedef struct silo_registry_options {
         const char *platform;           /* "os/arch[/variant]" for manifest lists; NULL: host */
         silo_progress *progress;
         silo_register_options reg;      /* unpack limits and jobs */
+        /* Polled during transfers (at least every 100 ms); returning true
+         * aborts the operation with -ECANCELED (a pull then cleans up as on
+         * any failure).  NULL: never cancelled. */
+        bool (*cancelled)(void *userdata);
+        void *cancel_userdata;
 } silo_registry_options;
 
 void silo_registry_options_init(silo_registry_options *o);
@@ -38,3 +44,10 @@ int silo_registry_pull(silo_store *s, const char *ref, const silo_registry_optio
  * own name).  ret_digest gets the manifest digest. */
 int silo_registry_push(silo_store *s, const char *src, const char *dest, const silo_registry_options *o,
                        char ret_digest[SILO_DIGEST_SIZE], silo_error *err);
+
+/* Checks credentials (o->username/password, else the auth files) against
+ * the registry at `server` ("host[:port]", optionally with a scheme and a
+ * path such as "https://index.docker.io/v1/"): pings /v2/ and answers its
+ * authentication challenge.  -EACCES if the registry rejects them; 0 also
+ * when the registry needs no authentication. */
+int silo_registry_login(const char *server, const silo_registry_options *o, silo_error *err);
