@@ -6,6 +6,8 @@ For N runs of `echo first` followed by `sleep`, reports median / min / max of:
   total         wall time of a `run` of /bin/true (boot, run, power-off, teardown)
   qemu-rss      QEMU's resident memory (VmRSS) once the process runs, and its private part
                 (RssAnon: without the kernel file's page cache, which all VMs share)
+  shim-rss      the host shim's resident memory (one per VM)
+  exec          `silo-runtime exec CONTAINER /bin/true` into a running VM container
 plus the phases of one run from the guest console (SILO_VM_DEBUG=1 timestamps are not used:
 they slow the boot; instead the kernel's own printk clock is read from a separate debug run).
 
@@ -29,6 +31,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.environ.get("SILO_BUILD_DIR", "/work/main/build")
+# Every VM's shim and QEMU go into a cgroup under this bench-owned parent.
+CGROUP_PARENT = f"silo-bench-vm-{os.getpid()}"
 
 
 def kernel():
@@ -40,6 +44,25 @@ def kernel():
 
 
 def children(pid):
+    """Every descendant: the shim, QEMU under it."""
+    out = direct_children(pid)
+    for c in list(out):
+        out += children(c)
+    return out
+
+
+def qemu_of(pids):
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                if b"qemu" in f.read().split(b"\0")[0]:
+                    return p
+        except OSError:
+            pass
+    return None
+
+
+def direct_children(pid):
     out = []
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
@@ -72,7 +95,8 @@ def make_bundle(d, args):
                        "user": {"uid": 0, "gid": 0}},
            "root": {"path": rootfs},
            "annotations": {"io.silo.isolation": "vm"},
-           "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}}
+           "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}],
+                     "cgroupsPath": f"/{CGROUP_PARENT}/{os.path.basename(d)}-{time.monotonic_ns()}"}}
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(cfg, f)
 
@@ -84,9 +108,11 @@ def one_run(runtime, d, env, idx):
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     first = p.stdout.read(1)
     t_first = time.monotonic() - t0
-    qemu = children(p.pid)
-    rss = status_kb(qemu[0], "VmRSS") if qemu else None
-    hwm = status_kb(qemu[0], "RssAnon") if qemu else None   # private: not the shared kernel file
+    procs = children(p.pid)
+    qemu = qemu_of(procs)
+    rss = status_kb(qemu, "VmRSS") if qemu else None
+    hwm = status_kb(qemu, "RssAnon") if qemu else None   # private: not the shared kernel file
+    shim = status_kb(procs[0], "VmRSS") if procs else None
     p.stdout.read()
     err = p.stderr.read()
     p.wait()
@@ -98,7 +124,17 @@ def one_run(runtime, d, env, idx):
     subprocess.run([runtime, "--root", os.path.join(d, "state"), "run", "--bundle", d, f"bench-t{idx}"],
                    env=env, check=True, stdin=subprocess.DEVNULL)
     total = time.monotonic() - t0
-    return t_first, total, rss, hwm
+
+    # exec into a running VM container
+    make_bundle(d, ["/bin/sleep", "1000"])
+    st = os.path.join(d, "state")
+    subprocess.run([runtime, "--root", st, "run", "--detach", "--bundle", d, f"bench-e{idx}"], env=env, check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    subprocess.run([runtime, "--root", st, "exec", f"bench-e{idx}", "/bin/true"], env=env, check=True)
+    t_exec = time.monotonic() - t0
+    subprocess.run([runtime, "--root", st, "delete", "--force", f"bench-e{idx}"], env=env, check=True)
+    return t_first, total, rss, hwm, shim, t_exec
 
 
 def phases(runtime, d, env):
@@ -132,9 +168,27 @@ def main():
     runtime = os.environ.get("SILO_RUNTIME") or os.path.join(BUILD, "src/runtime/silo-runtime")
     env = dict(os.environ, SILO_VM_KERNEL=kernel(), SILO_VM_INITRD=os.path.join(BUILD, "src/guest/initramfs.img"),
                SILO_VM_ACCEL=a.accel)
-    with tempfile.TemporaryDirectory(prefix="silo-vm-bench-") as d:
-        res = [one_run(runtime, d, env, i) for i in range(a.iterations)]
-        ph = phases(runtime, d, env)
+    made = []
+    for mnt in glob.glob("/sys/fs/cgroup/*/") + ["/sys/fs/cgroup/"]:
+        if os.path.exists(os.path.join(mnt, "cgroup.procs")) and not os.path.exists(os.path.join(mnt, CGROUP_PARENT)):
+            os.mkdir(os.path.join(mnt, CGROUP_PARENT))
+            made.append(os.path.join(mnt, CGROUP_PARENT))
+            if os.path.exists(os.path.join(mnt, "cpuset.cpus")):
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    with open(os.path.join(mnt, f)) as src, open(os.path.join(mnt, CGROUP_PARENT, f), "w") as dst:
+                        dst.write(src.read().strip())
+    try:
+        with tempfile.TemporaryDirectory(prefix="silo-vm-bench-") as d:
+            res = [one_run(runtime, d, env, i) for i in range(a.iterations)]
+            ph = phases(runtime, d, env)
+    finally:
+        for m in made:
+            for sub in sorted(glob.glob(os.path.join(m, "*/")), reverse=True):
+                try:
+                    os.rmdir(sub)
+                except OSError:
+                    pass
+            os.rmdir(m)
     out = {
         "accel": a.accel,
         "iterations": a.iterations,
@@ -142,6 +196,8 @@ def main():
         "run_true_total_s": summary([r[1] for r in res]),
         "qemu_rss_mib": summary([r[2] / 1024 if r[2] else None for r in res]),
         "qemu_private_rss_mib": summary([r[3] / 1024 if r[3] else None for r in res]),
+        "shim_rss_mib": summary([r[4] / 1024 if r[4] else None for r in res]),
+        "exec_true_s": summary([r[5] for r in res]),
         "initramfs_bytes": os.path.getsize(env["SILO_VM_INITRD"]),
         "guest_kernel_to_init_s": ph.get("kernel-to-init"),
     }

@@ -1,14 +1,15 @@
 /* silo-guest: the agent inside a utility VM, running as /init of silo's
  * initramfs (docs/VM.md).  It brings up just enough of the guest (proc, sys,
  * dev, the virtio modules), serves the framed protocol of vm/proto.h on the
- * "silo.control" virtio-serial port, mounts the container's rootfs from the
- * virtio-blk disk and runs its processes with stdout/stderr on the
- * "silo.stdout"/"silo.stderr" ports.  Static, no sanitizer: it is the only
- * program in the initramfs. */
+ * "silo.control" virtio-serial port, mounts the container's rootfs and mapped
+ * directories from virtio-blk disks and runs the container through libsilo's
+ * process backend.  The init's stdout/stderr are the "silo.stdout" and
+ * "silo.stderr" ports; every other stream (stdin, terminals, exec'd
+ * processes) is multiplexed on "silo.stdio".  Static, no sanitizer: it is
+ * the only program in the initramfs. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,48 +17,66 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "process/container.h"
+#include "process/sync.h"
 #include "vm/proto.h"
 
 #define MODULES_DIR "/lib/modules"
-#define ROOT_DISK "/dev/vda"
+#define ROOT_SERIAL "silo-rootfs"
 #define LOWER_DIR "/run/lower"
 #define SCRATCH_DIR "/run/scratch"
 #define ROOT_DIR "/run/root"
+#define MAPPED_DIR "/run/mapped"
 #define BUNDLE_DIR "/run/bundle"
 #define STATE_DIR "/run/silo"
+#define CONSOLE_DIR "/run/console"
 #define DEVICE_WAIT_MS 10000
+#define SETUP_TIMEOUT_MS 30000
 #define MAX_PROCS 64
-#define MAX_ARGS 4096
+#define MAX_MAPPED 16
 
-enum { PORT_CONTROL, PORT_STDOUT, PORT_STDERR, _PORT_MAX };
-static const char *const port_names[_PORT_MAX] = { "silo.control", "silo.stdout", "silo.stderr" };
+enum { PORT_CONTROL, PORT_STDOUT, PORT_STDERR, PORT_STDIO, _PORT_MAX };
+static const char *const port_names[_PORT_MAX] = { "silo.control", "silo.stdout", "silo.stderr", "silo.stdio" };
 
 struct proc {
         pid_t pid;
         bool exited;
         int exit_code;
         uint64_t wait_id;       /* a WaitForProcess waiting for this exit, 0 if none */
+        int in_fd;              /* our end of its stdin pipe, -1 */
+        int out_fd, err_fd;     /* our ends of its stdout/stderr pipes, -1 */
+        int master;             /* its terminal's master: stdin and stdout, -1 */
 };
 
 struct agent {
         int ports[_PORT_MAX];
-        json_t *process;        /* the container's init process (Create) */
         json_t *spec;           /* the whole OCI config (Create), run through libsilo */
         char id[128];
-        bool created;
-        bool started;
+        bool created, started;
+        pid_t init;             /* the process that owns the container (create .. delete) */
+        int go_fd;              /* init: write a byte to start, close to abandon */
+        int status_fd;          /* init: "O" or "E<message>" after create and after start */
+        unsigned n_mapped;
+        bool mapped_rw[MAX_MAPPED];
+        unsigned exec_seq;
         struct proc procs[MAX_PROCS];
         size_t n_procs;
+        uint8_t in_buf[SILO_VM_STDIO_HEADER + SILO_VM_STDIO_CHUNK];
+        size_t in_len;
 };
 
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -197,7 +216,8 @@ static int find_ports(int ports[_PORT_MAX])
                                 if (ports[i] >= 0 || strcmp(name, port_names[i]))
                                         continue;
                                 snprintf(path, sizeof(path), "/dev/%s", de->d_name);
-                                ports[i] = open(path, (i == PORT_CONTROL ? O_RDWR : O_WRONLY) | O_CLOEXEC | O_NOCTTY);
+                                bool rw = i == PORT_CONTROL || i == PORT_STDIO;
+                                ports[i] = open(path, (rw ? O_RDWR : O_WRONLY) | O_CLOEXEC | O_NOCTTY);
                         }
                 }
                 if (d)
@@ -248,177 +268,135 @@ static int respond_error(struct agent *a, uint32_t req_type, uint64_t id, int er
         return respond(a, req_type, id, errnum ? -errnum : -1, buf, NULL);
 }
 
-static int mount_rootfs(bool readonly, bool premount, char *errbuf, size_t errlen)
+/* Writes a whole stdio frame (blocking: the host always reads this port). */
+static void send_stream(struct agent *a, uint32_t stream, const void *data, size_t len)
+{
+        uint8_t hdr[SILO_VM_STDIO_HEADER];
+        silo_vm_stdio_header(hdr, stream, (uint32_t) len);
+        struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *) data, len } };
+        size_t total = sizeof(hdr) + len, done = 0;
+        while (done < total) {
+                ssize_t n = writev(a->ports[PORT_STDIO], iov, 2);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return;
+                done += (size_t) n;
+                for (int i = 0; i < 2 && n > 0; i++) {
+                        size_t k = (size_t) n < iov[i].iov_len ? (size_t) n : iov[i].iov_len;
+                        iov[i].iov_base = (uint8_t *) iov[i].iov_base + k;
+                        iov[i].iov_len -= k;
+                        n -= (ssize_t) k;
+                }
+        }
+}
+
+/* Finds the disk the host labelled `serial` (virtio-blk serial numbers). */
+static int find_disk(const char *serial, char *ret_path, size_t len)
 {
         int64_t deadline = now_ms() + DEVICE_WAIT_MS;
-        while (access(ROOT_DISK, F_OK) < 0) {
-                if (now_ms() > deadline) {
-                        snprintf(errbuf, errlen, "%s did not appear", ROOT_DISK);
-                        return -ENODEV;
+        for (;;) {
+                DIR *d = opendir("/sys/block");
+                for (struct dirent *de; d && (de = readdir(d));) {
+                        if (strncmp(de->d_name, "vd", 2) || strlen(de->d_name) > 16)
+                                continue;
+                        char path[64], buf[64] = "";
+                        snprintf(path, sizeof(path), "/sys/block/%s/serial", de->d_name);
+                        int fd = open(path, O_RDONLY | O_CLOEXEC);
+                        if (fd < 0)
+                                continue;
+                        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+                        close(fd);
+                        buf[n > 0 ? n : 0] = 0;
+                        buf[strcspn(buf, "\n")] = 0;
+                        if (strcmp(buf, serial))
+                                continue;
+                        snprintf(ret_path, len, "/dev/%s", de->d_name);
+                        closedir(d);
+                        if (access(ret_path, F_OK) == 0)
+                                return 0;
+                        d = NULL;
+                        break;
                 }
+                if (d)
+                        closedir(d);
+                if (now_ms() > deadline)
+                        return -ENODEV;
                 usleep(2000);
         }
-        mkdir(LOWER_DIR, 0755);
-        mkdir(ROOT_DIR, 0755);
-        if (mount(ROOT_DISK, LOWER_DIR, "erofs", MS_RDONLY, NULL) < 0 &&
-            mount(ROOT_DISK, LOWER_DIR, "ext4", MS_RDONLY, "noload") < 0) {
-                snprintf(errbuf, errlen, "mount %s: %s", ROOT_DISK, strerror(errno));
+}
+
+static int mount_disk(const char *serial, const char *target, bool readonly, char *errbuf, size_t errlen)
+{
+        char dev[64];
+        if (find_disk(serial, dev, sizeof(dev)) < 0) {
+                snprintf(errbuf, errlen, "disk %s did not appear", serial);
+                return -ENODEV;
+        }
+        mkdir(target, 0755);
+        if (readonly && mount(dev, target, "erofs", MS_RDONLY, NULL) == 0)
+                return 0;
+        if (mount(dev, target, "ext4", readonly ? MS_RDONLY : 0, readonly ? "noload" : NULL) < 0) {
+                snprintf(errbuf, errlen, "mount %s (%s): %s", dev, serial, strerror(errno));
                 return -errno;
         }
-        /* The image is read-only; a writable container gets a tmpfs upper layer. */
-        if (!readonly) {
-                mkdir(SCRATCH_DIR, 0755);
-                if (mount("tmpfs", SCRATCH_DIR, "tmpfs", 0, "mode=0755") == 0 &&
-                    mkdir(SCRATCH_DIR "/upper", 0755) == 0 && mkdir(SCRATCH_DIR "/work", 0755) == 0 &&
-                    mount("overlay", ROOT_DIR, "overlay", 0,
-                          "lowerdir=" LOWER_DIR ",upperdir=" SCRATCH_DIR "/upper,workdir=" SCRATCH_DIR "/work") == 0)
-                        goto mounted;
-                logmsg("silo-guest: overlay: %m; rootfs stays read-only");
-        }
+        return 0;
+}
+
+static int mount_rootfs(char *errbuf, size_t errlen)
+{
+        mkdir(ROOT_DIR, 0755);
+        int r = mount_disk(ROOT_SERIAL, LOWER_DIR, true, errbuf, errlen);
+        if (r < 0)
+                return r;
+        /* The image is read-only: the container writes to a tmpfs upper layer
+         * (libsilo applies root.readonly on top). */
+        mkdir(SCRATCH_DIR, 0755);
+        if (mount("tmpfs", SCRATCH_DIR, "tmpfs", 0, "mode=0755") == 0 && mkdir(SCRATCH_DIR "/upper", 0755) == 0 &&
+            mkdir(SCRATCH_DIR "/work", 0755) == 0 &&
+            mount("overlay", ROOT_DIR, "overlay", 0,
+                  "lowerdir=" LOWER_DIR ",upperdir=" SCRATCH_DIR "/upper,workdir=" SCRATCH_DIR "/work") == 0)
+                return 0;
+        logmsg("silo-guest: overlay: %m; rootfs stays read-only");
         if (mount(LOWER_DIR, ROOT_DIR, NULL, MS_BIND, NULL) < 0) {
                 snprintf(errbuf, errlen, "bind rootfs: %s", strerror(errno));
                 return -errno;
         }
-mounted:
-        if (!premount)
-                return 0;
-        /* Best effort: a read-only image without these directories still runs. */
-        mkdir(ROOT_DIR "/proc", 0555);
-        mkdir(ROOT_DIR "/sys", 0555);
-        mkdir(ROOT_DIR "/dev", 0755);
-        mount("proc", ROOT_DIR "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-        mount("sysfs", ROOT_DIR "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
-        mount("devtmpfs", ROOT_DIR "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
         return 0;
 }
 
-static char **strv_from_json(json_t *arr, size_t max)
+/* Mapped directories: disk i is mounted at MAPPED_DIR/i; the host already
+ * pointed the bind mounts of the config there. */
+static int mount_mapped(struct agent *a, json_t *mapped, char *errbuf, size_t errlen)
 {
-        if (!json_is_array(arr) || json_array_size(arr) > max)
-                return NULL;
-        char **v = calloc(json_array_size(arr) + 1, sizeof(char *));
-        if (!v)
-                return NULL;
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-                const char *s = json_string_value(json_array_get(arr, i));
-                if (!s) {
-                        free(v);
-                        return NULL;
+        if (!mapped)
+                return 0;
+        if (!json_is_array(mapped) || json_array_size(mapped) > MAX_MAPPED) {
+                snprintf(errbuf, errlen, "MappedDirectories: expected an array of at most %d", MAX_MAPPED);
+                return -EINVAL;
+        }
+        mkdir(MAPPED_DIR, 0755);
+        for (size_t i = 0; i < json_array_size(mapped); i++) {
+                json_t *m = json_array_get(mapped, i);
+                const char *serial = json_string_value(json_object_get(m, "Serial"));
+                bool ro = json_is_true(json_object_get(m, "ReadOnly"));
+                if (!serial || strlen(serial) > 20) {
+                        snprintf(errbuf, errlen, "MappedDirectories[%zu].Serial: expected a short string", i);
+                        return -EINVAL;
                 }
-                v[i] = (char *) s;
+                char target[64];
+                snprintf(target, sizeof(target), MAPPED_DIR "/%zu", i);
+                int r = mount_disk(serial, target, ro, errbuf, errlen);
+                if (r < 0)
+                        return r;
+                a->mapped_rw[i] = !ro;
+                a->n_mapped = (unsigned) i + 1;
         }
-        return v;
-}
-
-/* Forks the process described by an OCI process object; exec failures come
- * back through a CLOEXEC pipe so the request fails with the reason. */
-static int spawn(struct agent *a, json_t *process, pid_t *ret_pid, char *errbuf, size_t errlen)
-{
-        if (a->n_procs >= MAX_PROCS) {
-                snprintf(errbuf, errlen, "too many processes");
-                return -EAGAIN;
-        }
-        char **args = strv_from_json(json_object_get(process, "args"), MAX_ARGS);
-        if (!args || !args[0]) {
-                free(args);
-                snprintf(errbuf, errlen, "process.args: expected a non-empty array of strings");
-                return -EINVAL;
-        }
-        json_t *jenv = json_object_get(process, "env");
-        char **env = jenv ? strv_from_json(jenv, MAX_ARGS) : calloc(1, sizeof(char *));
-        if (!env) {
-                free(args);
-                snprintf(errbuf, errlen, "process.env: expected an array of strings");
-                return -EINVAL;
-        }
-        const char *cwd = json_string_value(json_object_get(process, "cwd"));
-        json_t *user = json_object_get(process, "user");
-        json_t *juid = json_object_get(user, "uid"), *jgid = json_object_get(user, "gid");
-        uid_t uid = json_is_integer(juid) ? (uid_t) json_integer_value(juid) : 0;
-        gid_t gid = json_is_integer(jgid) ? (gid_t) json_integer_value(jgid) : 0;
-        json_t *jgroups = json_object_get(user, "additionalGids");
-        gid_t groups[64];
-        size_t n_groups = 0;
-        for (size_t i = 0; json_is_array(jgroups) && i < json_array_size(jgroups) && n_groups < 64; i++)
-                if (json_is_integer(json_array_get(jgroups, i)))
-                        groups[n_groups++] = (gid_t) json_integer_value(json_array_get(jgroups, i));
-
-        int errpipe[2];
-        if (pipe2(errpipe, O_CLOEXEC) < 0) {
-                free(args);
-                free(env);
-                snprintf(errbuf, errlen, "pipe: %s", strerror(errno));
-                return -errno;
-        }
-        pid_t pid = fork();
-        if (pid == 0) {
-                sigset_t all;
-                sigemptyset(&all);
-                sigprocmask(SIG_SETMASK, &all, NULL);
-                setsid();
-                int devnull = open("/dev/null", O_RDONLY);
-                const char *step = "open /dev/null";
-                if (devnull < 0 || dup2(devnull, 0) < 0)
-                        goto fail;
-                step = "stdio";
-                if (dup2(a->ports[PORT_STDOUT], 1) < 0 || dup2(a->ports[PORT_STDERR], 2) < 0)
-                        goto fail;
-                step = "chroot";
-                if (chdir(ROOT_DIR) < 0 || chroot(".") < 0)
-                        goto fail;
-                step = "cwd";
-                if (chdir(cwd && *cwd ? cwd : "/") < 0)
-                        goto fail;
-                step = "setgroups";
-                if (setgroups(n_groups, groups) < 0)
-                        goto fail;
-                step = "setgid";
-                if (setgid(gid) < 0)
-                        goto fail;
-                step = "setuid";
-                if (setuid(uid) < 0)
-                        goto fail;
-                environ = env;
-                step = "exec";
-                execvp(args[0], args);
-        fail:;
-                char msg[256];
-                int n = snprintf(msg, sizeof(msg), "%s%s%s: %s", step, !strcmp(step, "exec") ? " " : "",
-                                 !strcmp(step, "exec") ? args[0] : "", strerror(errno));
-                ssize_t w = write(errpipe[1], msg, n > 0 ? (size_t) n : 0);
-                (void) w;
-                _exit(127);
-        }
-        int saved = errno;
-        free(args);
-        free(env);
-        close(errpipe[1]);
-        if (pid < 0) {
-                close(errpipe[0]);
-                snprintf(errbuf, errlen, "fork: %s", strerror(saved));
-                return -saved;
-        }
-        char msg[256];
-        ssize_t n;
-        do
-                n = read(errpipe[0], msg, sizeof(msg) - 1);
-        while (n < 0 && errno == EINTR);
-        close(errpipe[0]);
-        if (n > 0) {
-                msg[n] = 0;
-                snprintf(errbuf, errlen, "%s", msg);
-                /* Keep it tracked: its exit is reaped and reported like any other. */
-                a->procs[a->n_procs++] = (struct proc) { .pid = pid };
-                return -ENOEXEC;
-        }
-        a->procs[a->n_procs++] = (struct proc) { .pid = pid };
-        *ret_pid = pid;
         return 0;
 }
 
 /* The container's config as the guest runs it: the rootfs the agent mounted,
- * no host-side hooks, no host bind mounts (mapped directories are not
- * supported yet), and process isolation (we are the VM). */
+ * no host-side hooks, process isolation (we are the VM). */
 static json_t *guest_config(struct agent *a)
 {
         json_t *cfg = json_deep_copy(a->spec);
@@ -431,61 +409,124 @@ static json_t *guest_config(struct agent *a)
         json_t *annotations = json_object_get(cfg, "annotations");
         if (json_is_object(annotations))
                 json_object_set_new(annotations, "io.silo.isolation", json_string("process"));
-        /* libsilo hides a masked directory under a clone of a detached tmpfs,
-         * which this guest kernel (6.1) refuses (EINVAL); such directories stay
-         * visible inside the VM, whose kernel serves only this container.
-         * Masked files are still covered.  TODO: remove once mount/ falls back. */
-        json_t *masked = json_object_get(json_object_get(cfg, "linux"), "maskedPaths");
-        for (size_t i = json_is_array(masked) ? json_array_size(masked) : 0; i-- > 0;) {
-                const char *path = json_string_value(json_array_get(masked, i));
-                struct stat st;
-                if (path && path[0] == '/' && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-                        json_array_remove(masked, i);
-        }
-        json_t *mounts = json_object_get(cfg, "mounts");
-        for (size_t i = json_is_array(mounts) ? json_array_size(mounts) : 0; i-- > 0;) {
-                json_t *m = json_array_get(mounts, i);
-                const char *type = json_string_value(json_object_get(m, "type"));
-                bool bind = type && !strcmp(type, "bind");
-                json_t *opts = json_object_get(m, "options");
-                for (size_t k = 0; json_is_array(opts) && k < json_array_size(opts); k++) {
-                        const char *o = json_string_value(json_array_get(opts, k));
-                        bind |= o && (!strcmp(o, "bind") || !strcmp(o, "rbind"));
-                }
-                if (bind)
-                        json_array_remove(mounts, i);
-        }
         return cfg;
 }
 
-/* create + start + wait + delete, in the child that owns the container.  Not
- * silo_container_run(): it blocks the forwarded signals before cloning the
- * init, and the container would inherit that mask (SIGTERM blocked). */
-static int run_container(const char *id)
+static int listen_console(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        unlink(path);
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return -errno;
+        }
+        return fd;
+}
+
+/* The pty master libsilo sends to the console socket while it sets the
+ * process up; `child` dying first means the setup failed. */
+static int receive_console(int listen_fd, pid_t child)
+{
+        int64_t deadline = now_ms() + SETUP_TIMEOUT_MS;
+        while (now_ms() < deadline) {
+                struct pollfd p = { .fd = listen_fd, .events = POLLIN };
+                if (poll(&p, 1, 50) > 0) {
+                        int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                        if (conn < 0)
+                                return -errno;
+                        struct pollfd q = { .fd = conn, .events = POLLIN };
+                        int master = poll(&q, 1, SETUP_TIMEOUT_MS) > 0 ? silo_recv_fd(conn) : -ETIMEDOUT;
+                        close(conn);
+                        return master;
+                }
+                siginfo_t si = { 0 };
+                if (waitid(P_PID, (id_t) child, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == child)
+                        return -ECHILD;
+        }
+        return -ETIMEDOUT;
+}
+
+/* "O" or "E<message>" from the init's owner; EOF means it died. */
+static int read_status(int fd, char *errbuf, size_t errlen)
+{
+        char buf[512];
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int n = poll(&p, 1, SETUP_TIMEOUT_MS);
+        if (n <= 0) {
+                snprintf(errbuf, errlen, "the container runtime did not answer");
+                return -ETIMEDOUT;
+        }
+        ssize_t k;
+        do
+                k = read(fd, buf, sizeof(buf) - 1);
+        while (k < 0 && errno == EINTR);
+        if (k <= 0) {
+                snprintf(errbuf, errlen, "the container runtime process died");
+                return -EPIPE;
+        }
+        buf[k] = 0;
+        if (buf[0] == 'O')
+                return 0;
+        snprintf(errbuf, errlen, "%.250s", buf + 1);
+        return -EIO;
+}
+
+static void write_status(int fd, const silo_error *e)
+{
+        char buf[512];
+        int n = e ? snprintf(buf, sizeof(buf), "E%s", e->message) : snprintf(buf, sizeof(buf), "O");
+        ssize_t w = write(fd, buf, n > 0 && (size_t) n < sizeof(buf) ? (size_t) n : sizeof(buf) - 1);
+        (void) w;
+}
+
+/* The process that owns the container from create to delete: libsilo's
+ * create, then start when the agent says so, then waits forwarding signals.
+ * Its exit status is the container's. */
+static __attribute__((noreturn)) void container_owner(const char *id, const char *console, int status_fd, int go_fd)
 {
         struct silo_runtime rt = { .state_root = STATE_DIR };
         /* The initramfs is the root mount, which pivot_root cannot move. */
-        struct silo_create_options o = { .bundle = BUNDLE_DIR, .no_pivot = true };
+        struct silo_create_options o = { .bundle = BUNDLE_DIR, .no_pivot = true, .console_socket = console };
         silo_error e = SILO_ERROR_INIT;
-        json_t *state = NULL;
-        if (silo_container_create(&rt, id, &o, &e) < 0 || silo_container_state(&rt, id, &state, &e) < 0) {
-                dprintf(2, "silo-guest: %s\n", e.message);
-                return 127;
-        }
-        json_t *jpid = json_object_get(state, "pid");
-        pid_t pid = json_is_integer(jpid) ? (pid_t) json_integer_value(jpid) : 0;
-        json_decref(state);
-        static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+        /* Blocked from before the container exists (libsilo gives the
+         * container a clean signal state), so none is lost. */
+        static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT };
         sigset_t fwd;
         sigemptyset(&fwd);
         for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
                 sigaddset(&fwd, forwarded[i]);
-        sigprocmask(SIG_BLOCK, &fwd, NULL);
-        if (pid <= 0 || silo_container_start(&rt, id, &e) < 0) {
-                dprintf(2, "silo-guest: %s\n", pid <= 0 ? "container has no pid" : e.message);
-                silo_container_delete(&rt, id, true, NULL);
-                return 127;
+        sigprocmask(SIG_SETMASK, &fwd, NULL);
+        json_t *state = NULL;
+        if (silo_container_create(&rt, id, &o, &e) < 0 || silo_container_state(&rt, id, &state, &e) < 0) {
+                write_status(status_fd, &e);
+                _exit(127);
         }
+        json_t *jpid = json_object_get(state, "pid");
+        pid_t pid = json_is_integer(jpid) ? (pid_t) json_integer_value(jpid) : 0;
+        json_decref(state);
+        write_status(status_fd, NULL);
+        char go;
+        ssize_t n;
+        do
+                n = read(go_fd, &go, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1 || go != 'g') {
+                /* Abandoned, or a signal for a container that never started:
+                 * it ends as if the signal had killed it. */
+                silo_container_delete(&rt, id, true, NULL);
+                _exit(n == 1 && go >= 1 && go <= 64 ? 128 + go : 127);
+        }
+        if (pid <= 0 || silo_container_start(&rt, id, &e) < 0) {
+                if (pid <= 0)
+                        silo_error_msg(&e, ESRCH, "the container has no process");
+                write_status(status_fd, &e);
+                silo_container_delete(&rt, id, true, NULL);
+                _exit(127);
+        }
+        write_status(status_fd, NULL);
         int status = 0;
         for (;;) {
                 pid_t w = waitpid(pid, &status, WNOHANG);
@@ -497,19 +538,49 @@ static int run_container(const char *id)
                         kill(pid, sig);
         }
         silo_container_delete(&rt, id, true, NULL);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
-/* Runs the container through libsilo's process backend inside the VM, from a
- * child whose stdio are the ports: namespaces, cgroups v2, seccomp and
- * capabilities apply as on a host.  Failures to create show on the stderr
- * port and as exit code 127, as `runc run` reports them. */
-static int spawn_container(struct agent *a, pid_t *ret_pid, char *errbuf, size_t errlen)
+/* A forked child keeps only stdio and `keep`: it never execs, so the
+ * agent's other fds (other processes' stdin pipes above all) would stay
+ * open in it and their readers would never see EOF. */
+static void close_fds_but(int keep1, int keep2)
 {
-        if (a->n_procs >= MAX_PROCS) {
-                snprintf(errbuf, errlen, "too many processes");
-                return -EAGAIN;
-        }
+        for (int fd = 3; fd < 1024; fd++)
+                if (fd != keep1 && fd != keep2)
+                        close(fd);
+}
+
+static struct proc *add_proc(struct agent *a, pid_t pid)
+{
+        struct proc *p = &a->procs[a->n_procs++];
+        *p = (struct proc) { .pid = pid, .in_fd = -1, .out_fd = -1, .err_fd = -1, .master = -1 };
+        return p;
+}
+
+static void set_nonblock(int fd)
+{
+        if (fd >= 0)
+                fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static void closep(int *fd)
+{
+        if (*fd >= 0)
+                close(*fd);
+        *fd = -1;
+}
+
+/* Create: rootfs, mapped directories, and libsilo's create in the
+ * container's owner process, which then waits for Start. */
+static int create_container(struct agent *a, json_t *b, char *errbuf, size_t errlen)
+{
+        int r = mount_rootfs(errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = mount_mapped(a, json_object_get(b, "MappedDirectories"), errbuf, errlen);
+        if (r < 0)
+                return r;
         json_t *cfg = guest_config(a);
         mkdir(BUNDLE_DIR, 0700);
         if (!cfg || json_dump_file(cfg, BUNDLE_DIR "/config.json", JSON_COMPACT) < 0) {
@@ -517,26 +588,153 @@ static int spawn_container(struct agent *a, pid_t *ret_pid, char *errbuf, size_t
                 snprintf(errbuf, errlen, "writing %s/config.json failed", BUNDLE_DIR);
                 return -EIO;
         }
+        bool tty = json_is_true(json_object_get(json_object_get(cfg, "process"), "terminal"));
         json_decref(cfg);
+
+        int status[2] = { -1, -1 }, go[2] = { -1, -1 }, in[2] = { -1, -1 }, console = -1;
+        const char *console_path = tty ? CONSOLE_DIR "/init.sock" : NULL;
+        mkdir(CONSOLE_DIR, 0700);
+        if (pipe2(status, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || (!tty && pipe2(in, O_CLOEXEC) < 0) ||
+            (tty && (console = listen_console(console_path)) < 0)) {
+                snprintf(errbuf, errlen, "setting up the container's stdio: %s", strerror(errno));
+                r = -errno;
+                goto fail;
+        }
         pid_t pid = fork();
         if (pid < 0) {
+                r = -errno;
                 snprintf(errbuf, errlen, "fork: %s", strerror(errno));
-                return -errno;
+                goto fail;
         }
         if (pid == 0) {
-                sigset_t all;
-                sigemptyset(&all);
-                sigprocmask(SIG_SETMASK, &all, NULL);
                 setsid();
-                int devnull = open("/dev/null", O_RDONLY);
-                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(a->ports[PORT_STDOUT], 1) < 0 ||
-                    dup2(a->ports[PORT_STDERR], 2) < 0)
+                int devnull = open("/dev/null", O_RDWR);
+                if (devnull < 0 || dup2(tty ? devnull : in[0], 0) < 0 ||
+                    dup2(tty ? devnull : a->ports[PORT_STDOUT], 1) < 0 ||
+                    dup2(tty ? devnull : a->ports[PORT_STDERR], 2) < 0)
                         _exit(127);
-                _exit(run_container(a->id));
+                close_fds_but(status[1], go[0]);
+                container_owner(a->id, console_path, status[1], go[0]);
         }
-        a->procs[a->n_procs++] = (struct proc) { .pid = pid };
+        closep(&status[1]);
+        closep(&go[0]);
+        closep(&in[0]);
+        struct proc *p = add_proc(a, pid);
+        a->init = pid;
+        a->go_fd = go[1];
+        a->status_fd = status[0];
+        p->in_fd = in[1];
+        set_nonblock(p->in_fd);
+        r = read_status(a->status_fd, errbuf, errlen);
+        if (r == 0 && tty) {
+                p->master = receive_console(console, pid);
+                if (p->master < 0) {
+                        r = p->master;
+                        snprintf(errbuf, errlen, "no terminal from the container runtime: %s", strerror(-r));
+                } else {
+                        set_nonblock(p->master);
+                }
+        }
+        closep(&console);
+        if (console_path)
+                unlink(console_path);
+        if (r < 0)
+                closep(&a->go_fd);      /* the owner deletes what it made and exits */
+        return r;
+fail:
+        for (int i = 0; i < 2; i++) {
+                closep(&status[i]);
+                closep(&go[i]);
+                closep(&in[i]);
+        }
+        closep(&console);
+        return r;
+}
+
+static int start_container(struct agent *a, char *errbuf, size_t errlen)
+{
+        char go = 'g';
+        if (write(a->go_fd, &go, 1) != 1) {
+                snprintf(errbuf, errlen, "the container runtime process died");
+                return -EPIPE;
+        }
+        closep(&a->go_fd);
+        return read_status(a->status_fd, errbuf, errlen);
+}
+
+/* A process in the running container through libsilo's exec, from a child
+ * whose exit status is the process's. */
+static int exec_process(struct agent *a, json_t *process, pid_t *ret_pid, char *errbuf, size_t errlen)
+{
+        bool tty = json_is_true(json_object_get(process, "terminal"));
+        int in[2] = { -1, -1 }, out[2] = { -1, -1 }, errp[2] = { -1, -1 }, console = -1, r = 0;
+        char console_path[64];
+        snprintf(console_path, sizeof(console_path), CONSOLE_DIR "/exec-%u.sock", ++a->exec_seq);
+        mkdir(CONSOLE_DIR, 0700);
+        if (tty ? (console = listen_console(console_path)) < 0
+                : pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+                r = -errno;
+                snprintf(errbuf, errlen, "setting up the process's stdio: %s", strerror(errno));
+                goto out;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                r = -errno;
+                snprintf(errbuf, errlen, "fork: %s", strerror(errno));
+                goto out;
+        }
+        if (pid == 0) {
+                sigset_t none;
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                setsid();
+                int devnull = open("/dev/null", O_RDWR);
+                if (devnull < 0 || dup2(tty ? devnull : in[0], 0) < 0 || dup2(tty ? devnull : out[1], 1) < 0 ||
+                    dup2(tty ? devnull : errp[1], 2) < 0)
+                        _exit(127);
+                close_fds_but(devnull, -1);
+                struct silo_runtime rt = { .state_root = STATE_DIR };
+                struct silo_exec_options o = { .console_socket = tty ? console_path : NULL };
+                silo_error e = SILO_ERROR_INIT;
+                int status = 0;
+                if (silo_container_exec(&rt, a->id, process, &o, &status, &e) < 0) {
+                        dprintf(tty ? devnull : 2, "silo-guest: exec: %s\n", e.message);
+                        _exit(127);
+                }
+                _exit(status);
+        }
+        struct proc *p = add_proc(a, pid);
+        if (tty) {
+                p->master = receive_console(console, pid);
+                if (p->master < 0) {
+                        snprintf(errbuf, errlen, "exec: no terminal from the container runtime (%s)",
+                                 strerror(-p->master));
+                        kill(pid, SIGKILL);
+                        r = -EIO;       /* its exit is reaped and reported like any other */
+                        goto out;
+                }
+                set_nonblock(p->master);
+        } else {
+                p->in_fd = in[1];
+                p->out_fd = out[0];
+                p->err_fd = errp[0];
+                in[1] = out[0] = errp[0] = -1;
+                set_nonblock(p->in_fd);
+                set_nonblock(p->out_fd);
+                set_nonblock(p->err_fd);
+        }
         *ret_pid = pid;
-        return 0;
+out:
+        for (int i = 0; i < 2; i++) {
+                closep(&in[i]);
+                closep(&out[i]);
+                closep(&errp[i]);
+        }
+        if (console >= 0) {
+                close(console);
+                unlink(console_path);
+        }
+        return r;
 }
 
 static struct proc *find_proc(struct agent *a, int64_t pid)
@@ -547,8 +745,44 @@ static struct proc *find_proc(struct agent *a, int64_t pid)
         return NULL;
 }
 
+/* Copies what one output fd has to the stdio port; false at its end. */
+static bool pump_output(struct agent *a, struct proc *p, int *fd, int stream_fd)
+{
+        static char buf[SILO_VM_STDIO_CHUNK];
+        ssize_t n = read(*fd, buf, sizeof(buf));
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return true;
+        if (n <= 0) {   /* EOF, or EIO from a master whose slave is closed */
+                send_stream(a, SILO_VM_STREAM(p->pid, stream_fd), NULL, 0);
+                closep(fd);
+                return false;
+        }
+        send_stream(a, SILO_VM_STREAM(p->pid, stream_fd), buf, (size_t) n);
+        return true;
+}
+
 static void send_exit(struct agent *a, struct proc *p)
 {
+        /* Its output first: the host finishes a process once its streams ended. */
+        for (int i = 0; i < 1024 && p->out_fd >= 0 && pump_output(a, p, &p->out_fd, 1); i++)
+                ;
+        for (int i = 0; i < 1024 && p->err_fd >= 0 && pump_output(a, p, &p->err_fd, 2); i++)
+                ;
+        for (int i = 0; i < 1024 && p->master >= 0 && pump_output(a, p, &p->master, 1); i++)
+                ;
+        if (p->out_fd >= 0 || p->err_fd >= 0 || p->master >= 0) {
+                /* Something else still holds them open: end the streams anyway. */
+                if (p->out_fd >= 0)
+                        send_stream(a, SILO_VM_STREAM(p->pid, 1), NULL, 0);
+                if (p->err_fd >= 0)
+                        send_stream(a, SILO_VM_STREAM(p->pid, 2), NULL, 0);
+                if (p->master >= 0)
+                        send_stream(a, SILO_VM_STREAM(p->pid, 1), NULL, 0);
+                closep(&p->out_fd);
+                closep(&p->err_fd);
+                closep(&p->master);
+        }
+        closep(&p->in_fd);
         json_t *body = json_pack("{sIsi}", "ProcessId", (json_int_t) p->pid, "ExitCode", p->exit_code);
         if (body) {
                 send_msg(a, SILO_VM_TYPE(SILO_VM_KIND_NOTIFY, SILO_VM_NOTIFY_PROCESS_EXITED), 0, body);
@@ -577,6 +811,99 @@ static void reap(struct agent *a)
         }
 }
 
+/* Stdin from the host.  A process that does not read its stdin loses what
+ * does not fit its pipe rather than stalling the agent. */
+static void handle_stdin(struct agent *a)
+{
+        ssize_t n = read(a->ports[PORT_STDIO], a->in_buf + a->in_len, sizeof(a->in_buf) - a->in_len);
+        if (n <= 0)
+                return;
+        a->in_len += (size_t) n;
+        while (a->in_len >= SILO_VM_STDIO_HEADER) {
+                uint32_t stream, size;
+                silo_vm_stdio_parse(a->in_buf, &stream, &size);
+                if (size > SILO_VM_STDIO_CHUNK) {
+                        logmsg("silo-guest: stdio frame of %u bytes", size);
+                        a->in_len = 0;
+                        return;
+                }
+                if (a->in_len < SILO_VM_STDIO_HEADER + size)
+                        return;
+                struct proc *p = stream % 4 == 0 ? find_proc(a, stream / 4) : NULL;
+                int fd = p ? (p->master >= 0 ? p->master : p->in_fd) : -1;
+                if (fd >= 0 && size > 0) {
+                        ssize_t w = write(fd, a->in_buf + SILO_VM_STDIO_HEADER, size);
+                        (void) w;
+                } else if (p && size == 0 && p->master < 0) {
+                        closep(&p->in_fd);
+                }
+                memmove(a->in_buf, a->in_buf + SILO_VM_STDIO_HEADER + size, a->in_len - SILO_VM_STDIO_HEADER - size);
+                a->in_len -= SILO_VM_STDIO_HEADER + size;
+        }
+}
+
+static json_int_t read_number(const char *path, const char *key)
+{
+        FILE *f = fopen(path, "re");
+        char line[256];
+        json_int_t v = -1;
+        size_t klen = key ? strlen(key) : 0;
+        while (f && fgets(line, sizeof(line), f)) {
+                if (key && strncmp(line, key, klen))
+                        continue;
+                v = strtoll(line + klen, NULL, 10);
+                break;
+        }
+        if (f)
+                fclose(f);
+        return v;
+}
+
+/* Stats from inside the VM: the guest's memory and the container's cgroup. */
+static json_t *properties(struct agent *a)
+{
+        json_t *r = json_pack("{sIsI}", "MemTotalKiB", read_number("/proc/meminfo", "MemTotal:"),
+                              "MemAvailableKiB", read_number("/proc/meminfo", "MemAvailable:"));
+        const char *cg = json_string_value(json_object_get(json_object_get(a->spec, "linux"), "cgroupsPath"));
+        if (r && cg && cg[0] == '/' && !strstr(cg, "..") && strlen(cg) < 200) {
+                char path[320];
+                snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.current", cg);
+                json_object_set_new(r, "ContainerMemoryBytes", json_integer(read_number(path, NULL)));
+                snprintf(path, sizeof(path), "/sys/fs/cgroup%s/cgroup.procs", cg);
+                json_int_t n = -1;
+                FILE *f = fopen(path, "re");
+                char line[32];
+                for (n = f ? 0 : -1; f && n < 100000 && fgets(line, sizeof(line), f); n++)
+                        ;
+                if (f)
+                        fclose(f);
+                json_object_set_new(r, "ContainerPids", json_integer(n));
+        }
+        return r;
+}
+
+/* Everything stops; writable mapped disks are flushed before the power-off
+ * (they have no journal: the host reads them back after QEMU exits). */
+static __attribute__((noreturn)) void shutdown_guest(struct agent *a, bool graceful)
+{
+        if (graceful) {
+                kill(-1, SIGTERM);
+                usleep(200 * 1000);
+        }
+        kill(-1, SIGKILL);
+        int64_t deadline = now_ms() + 2000;
+        while (now_ms() < deadline && (waitpid(-1, NULL, WNOHANG) >= 0 || errno != ECHILD))
+                usleep(5000);
+        sync();
+        for (unsigned i = 0; i < a->n_mapped; i++) {
+                char target[64];
+                snprintf(target, sizeof(target), MAPPED_DIR "/%u", i);
+                if (a->mapped_rw[i] && umount2(target, 0) < 0)
+                        umount2(target, MNT_DETACH);
+        }
+        power_off();
+}
+
 static void handle_request(struct agent *a, struct silo_vm_msg *m)
 {
         char errbuf[256] = "";
@@ -591,72 +918,71 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
                                       SILO_VM_PROTOCOL_VERSION);
                         return;
                 }
-                json_t *r = json_pack("{si s{sbsbsb}}", "Version", SILO_VM_PROTOCOL_VERSION, "Capabilities",
-                                      "ExecuteProcess", 1, "SignalProcess", 1, "WaitForProcess", 1);
+                json_t *r = json_pack("{si s{sbsbsbsbsb}}", "Version", SILO_VM_PROTOCOL_VERSION, "Capabilities",
+                                      "ExecuteProcess", 1, "SignalProcess", 1, "WaitForProcess", 1,
+                                      "ResizeConsole", 1, "GetProperties", 1);
                 respond(a, m->type, m->id, 0, NULL, r);
                 return;
         }
         case SILO_VM_OP_CREATE: {
-                json_t *process = json_object_get(b, "Process");
+                json_t *spec = json_object_get(b, "Spec");
+                const char *id = json_string_value(json_object_get(b, "ContainerId"));
                 if (a->created) {
                         respond_error(a, m->type, m->id, EEXIST, "the container exists already");
                         return;
                 }
-                if (!json_is_object(process)) {
-                        respond_error(a, m->type, m->id, EINVAL, "Process: expected an object");
+                if (!json_is_object(spec) || !id || !*id || strlen(id) >= sizeof(a->id)) {
+                        respond_error(a, m->type, m->id, EINVAL, "Spec: expected an object with a ContainerId");
                         return;
                 }
                 const char *hostname = json_string_value(json_object_get(b, "HostName"));
                 if (hostname && sethostname(hostname, strnlen(hostname, 64)) < 0)
                         logmsg("silo-guest: sethostname: %m");
-                json_t *spec = json_object_get(b, "Spec");
-                const char *id = json_string_value(json_object_get(b, "ContainerId"));
-                if (spec && (!json_is_object(spec) || !id || strlen(id) >= sizeof(a->id))) {
-                        respond_error(a, m->type, m->id, EINVAL, "Spec: expected an object with a ContainerId");
-                        return;
-                }
-                /* With libsilo inside, the runtime applies root.readonly itself. */
-                bool ro = !spec && json_is_true(json_object_get(json_object_get(b, "Rootfs"), "ReadOnly"));
-                int r = mount_rootfs(ro, !spec, errbuf, sizeof(errbuf));
+                a->spec = json_incref(spec);
+                snprintf(a->id, sizeof(a->id), "%s", id);
+                a->created = true;
+                int r = create_container(a, b, errbuf, sizeof(errbuf));
                 if (r < 0) {
                         respond_error(a, m->type, m->id, -r, "%s", errbuf);
                         return;
                 }
-                if (spec) {
-                        a->spec = json_incref(spec);
-                        snprintf(a->id, sizeof(a->id), "%s", id);
-                }
-                a->process = json_incref(process);
-                a->created = true;
-                respond(a, m->type, m->id, 0, NULL, NULL);
+                respond(a, m->type, m->id, 0, NULL, json_pack("{sI}", "ProcessId", (json_int_t) a->init));
                 return;
         }
-        case SILO_VM_OP_START:
-        case SILO_VM_OP_EXECUTE_PROCESS: {
-                json_t *process = op == SILO_VM_OP_START ? a->process : json_object_get(b, "Process");
-                if (!a->created || (op == SILO_VM_OP_START && a->started) || !json_is_object(process)) {
+        case SILO_VM_OP_START: {
+                if (!a->created || a->started || a->init <= 0) {
                         respond_error(a, m->type, m->id, EINVAL, "%s", !a->created ? "no container created"
-                                      : op == SILO_VM_OP_START ? "already started" : "Process: expected an object");
+                                      : a->started ? "already started" : "the container was not created");
                         return;
                 }
-                if (op == SILO_VM_OP_EXECUTE_PROCESS && !a->started) {
-                        respond_error(a, m->type, m->id, EINVAL, "the container is not started");
+                a->started = true;
+                int r = start_container(a, errbuf, sizeof(errbuf));
+                if (r < 0) {
+                        respond_error(a, m->type, m->id, -r, "%s", errbuf);
+                        return;
+                }
+                respond(a, m->type, m->id, 0, NULL, json_pack("{sI}", "ProcessId", (json_int_t) a->init));
+                return;
+        }
+        case SILO_VM_OP_EXECUTE_PROCESS: {
+                json_t *process = json_object_get(b, "Process");
+                if (!a->started || !json_is_object(process) || a->n_procs >= MAX_PROCS) {
+                        respond_error(a, m->type, m->id, EINVAL, "%s", !a->started ? "the container is not started"
+                                      : a->n_procs >= MAX_PROCS ? "too many processes" : "Process: expected an object");
                         return;
                 }
                 pid_t pid = 0;
-                int r = op == SILO_VM_OP_START && a->spec ? spawn_container(a, &pid, errbuf, sizeof(errbuf))
-                                                         : spawn(a, process, &pid, errbuf, sizeof(errbuf));
+                int r = exec_process(a, process, &pid, errbuf, sizeof(errbuf));
                 if (r < 0) {
                         respond_error(a, m->type, m->id, -r, "%s", errbuf);
                         return;
                 }
-                if (op == SILO_VM_OP_START)
-                        a->started = true;
                 respond(a, m->type, m->id, 0, NULL, json_pack("{sI}", "ProcessId", (json_int_t) pid));
                 return;
         }
         case SILO_VM_OP_SIGNAL_PROCESS:
-        case SILO_VM_OP_WAIT_FOR_PROCESS: {
+        case SILO_VM_OP_WAIT_FOR_PROCESS:
+        case SILO_VM_OP_RESIZE_CONSOLE: {
                 json_t *jpid = json_object_get(b, "ProcessId");
                 struct proc *p = json_is_integer(jpid) ? find_proc(a, json_integer_value(jpid)) : NULL;
                 if (!p) {
@@ -673,9 +999,33 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
                                 p->wait_id = m->id;
                         return;
                 }
+                if (op == SILO_VM_OP_RESIZE_CONSOLE) {
+                        json_t *h = json_object_get(b, "Height"), *w = json_object_get(b, "Width");
+                        struct winsize ws = {
+                                .ws_row = (unsigned short) json_integer_value(h),
+                                .ws_col = (unsigned short) json_integer_value(w),
+                        };
+                        if (!json_is_integer(h) || !json_is_integer(w) || json_integer_value(h) < 0 ||
+                            json_integer_value(h) > 65535 || json_integer_value(w) < 0 || json_integer_value(w) > 65535)
+                                respond_error(a, m->type, m->id, EINVAL, "Height, Width: expected 0..65535");
+                        else if (p->master < 0 || ioctl(p->master, TIOCSWINSZ, &ws) < 0)
+                                respond_error(a, m->type, m->id, ENOTTY, "the process has no terminal");
+                        else
+                                respond(a, m->type, m->id, 0, NULL, NULL);
+                        return;
+                }
                 json_t *jsig = json_object_get(b, "Signal");
                 if (!json_is_integer(jsig) || json_integer_value(jsig) < 1 || json_integer_value(jsig) > 64) {
                         respond_error(a, m->type, m->id, EINVAL, "Signal: expected 1..64");
+                        return;
+                }
+                if (p->pid == a->init && !a->started && a->go_fd >= 0) {
+                        /* Created, not started: the owner waits for Start, signals blocked. */
+                        char sig = (char) json_integer_value(jsig);
+                        if (write(a->go_fd, &sig, 1) != 1)
+                                logmsg("silo-guest: signal before start: %m");
+                        closep(&a->go_fd);
+                        respond(a, m->type, m->id, 0, NULL, NULL);
                         return;
                 }
                 if (!p->exited && kill(p->pid, (int) json_integer_value(jsig)) < 0) {
@@ -685,13 +1035,13 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
                 respond(a, m->type, m->id, 0, NULL, NULL);
                 return;
         }
+        case SILO_VM_OP_GET_PROPERTIES:
+                respond(a, m->type, m->id, 0, NULL, properties(a));
+                return;
         case SILO_VM_OP_SHUTDOWN_GRACEFUL:
         case SILO_VM_OP_SHUTDOWN_FORCED:
                 respond(a, m->type, m->id, 0, NULL, NULL);
-                if (op == SILO_VM_OP_SHUTDOWN_GRACEFUL)
-                        kill(-1, SIGTERM);
-                kill(-1, SIGKILL);
-                power_off();
+                shutdown_guest(a, op == SILO_VM_OP_SHUTDOWN_GRACEFUL);
         default:
                 respond_error(a, m->type, m->id, ENOTSUP, "operation not supported");
                 return;
@@ -700,7 +1050,7 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
 
 int main(void)
 {
-        struct agent a = { .ports = { -1, -1, -1 } };
+        static struct agent a = { .ports = { -1, -1, -1, -1 }, .go_fd = -1, .status_fd = -1 };
         mount_basics();
         load_modules();
         if (find_ports(a.ports) < 0) {
@@ -711,27 +1061,52 @@ int main(void)
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGPIPE);
         sigprocmask(SIG_BLOCK, &mask, NULL);
+        sigdelset(&mask, SIGPIPE);
         int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
         struct silo_vm_reader reader;
         silo_error e = SILO_ERROR_INIT;
         if (sigfd < 0 || silo_vm_reader_init(&reader, &e) < 0)
                 power_off();
+        enum { P_CONTROL, P_STDIO, P_SIGNAL, P_PROCS };
         for (;;) {
-                struct pollfd p[2] = { { .fd = a.ports[PORT_CONTROL], .events = POLLIN }, { .fd = sigfd, .events = POLLIN } };
-                if (poll(p, 2, -1) < 0 && errno != EINTR)
+                struct pollfd p[P_PROCS + 3 * MAX_PROCS];
+                struct { struct proc *proc; int *fd; int stream; } src[3 * MAX_PROCS];
+                p[P_CONTROL] = (struct pollfd) { .fd = a.ports[PORT_CONTROL], .events = POLLIN };
+                p[P_STDIO] = (struct pollfd) { .fd = a.ports[PORT_STDIO], .events = POLLIN };
+                p[P_SIGNAL] = (struct pollfd) { .fd = sigfd, .events = POLLIN };
+                size_t n_src = 0;
+                for (size_t i = 0; i < a.n_procs; i++) {
+                        struct proc *pr = &a.procs[i];
+                        int *fds[3] = { &pr->out_fd, &pr->err_fd, &pr->master };
+                        for (int k = 0; k < 3; k++) {
+                                if (*fds[k] < 0)
+                                        continue;
+                                src[n_src] = (typeof(src[0])) { pr, fds[k], k == 1 ? 2 : 1 };
+                                p[P_PROCS + n_src++] = (struct pollfd) { .fd = *fds[k], .events = POLLIN };
+                        }
+                }
+                if (poll(p, P_PROCS + n_src, -1) < 0 && errno != EINTR)
                         power_off();
-                if (p[1].revents) {
+                for (size_t i = 0; i < n_src; i++)
+                        if (p[P_PROCS + i].revents && *src[i].fd >= 0)
+                                pump_output(&a, src[i].proc, src[i].fd, src[i].stream);
+                if (p[P_SIGNAL].revents) {
                         struct signalfd_siginfo si;
                         while (read(sigfd, &si, sizeof(si)) == sizeof(si))
                                 ;
                         reap(&a);
                 }
-                if (!p[0].revents)
+                if (p[P_STDIO].revents & POLLIN)
+                        handle_stdin(&a);
+                else if (p[P_STDIO].revents)
+                        usleep(10000);  /* the host end is not connected (yet): wait */
+                if (!p[P_CONTROL].revents)
                         continue;
                 ssize_t n = silo_vm_reader_fill(&reader, a.ports[PORT_CONTROL], &e);
-                if (n == 0 || p[0].revents & POLLHUP) {
+                if (n == 0 || p[P_CONTROL].revents & POLLHUP) {
                         /* The host is not connected (yet, or any more): wait. */
                         if (n == 0)
                                 usleep(10000);

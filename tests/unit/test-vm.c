@@ -359,6 +359,27 @@ static void test_accel_names(void **state)
         assert_true(silo_vm_wanted(hv));
         assert_false(silo_vm_wanted(proc));
         assert_false(silo_vm_wanted(bad));
+        assert_true(silo_vm_annotated(json_object_get(vm, "annotations")));
+        assert_false(silo_vm_annotated(json_object_get(proc, "annotations")));
+        assert_false(silo_vm_annotated(NULL));
+}
+
+static void test_stdio_frames_and_new_ops(void **state)
+{
+        (void) state;
+        uint8_t hdr[SILO_VM_STDIO_HEADER];
+        uint32_t stream = 0, size = 0;
+        silo_vm_stdio_header(hdr, SILO_VM_STREAM(1234, 2), 77);
+        assert_int_equal(hdr[0], (1234 * 4 + 2) & 0xff);        /* little-endian on the wire */
+        silo_vm_stdio_parse(hdr, &stream, &size);
+        assert_int_equal(stream, 1234 * 4 + 2);
+        assert_int_equal(size, 77);
+        assert_string_equal(silo_vm_op_name(SILO_VM_TYPE(SILO_VM_KIND_REQUEST, SILO_VM_OP_RESIZE_CONSOLE)),
+                            "ResizeConsole");
+        assert_string_equal(silo_vm_op_name(SILO_VM_TYPE(SILO_VM_KIND_RESPONSE, SILO_VM_OP_GET_PROPERTIES)),
+                            "GetProperties");
+        assert_true(silo_vm_type_valid(SILO_VM_TYPE(SILO_VM_KIND_RESPONSE, SILO_VM_OP_GET_PROPERTIES)));
+        assert_false(silo_vm_type_valid(SILO_VM_TYPE(SILO_VM_KIND_RESPONSE, _SILO_VM_OP_MAX)));
 }
 
 int main(void)
@@ -376,6 +397,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_session_exit_flood, fake_setup, fake_teardown),
                 cmocka_unit_test_setup_teardown(test_session_copies_output, fake_setup, fake_teardown),
                 cmocka_unit_test(test_accel_names),
+                cmocka_unit_test(test_stdio_frames_and_new_ops),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

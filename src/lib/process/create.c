@@ -326,10 +326,10 @@ static int check_spec(struct create_ctx *c, silo_error *err)
         if (!spec->process.terminal && c->opts->console_socket)
                 return silo_error_msg(err, EINVAL, "--console-socket given but process.terminal is false");
         const char *iso = spec->annotations ? json_string_value(json_object_get(spec->annotations, "io.silo.isolation")) : NULL;
-        /* VM bundles reach silo_vm_container_run() from run; create/start of one is not there yet. */
+        /* vm and hyperv never get here (src/lib/vm). */
         if (iso && strcmp(iso, "process"))
-                return silo_error_msg(err, EOPNOTSUPP, "annotations.io.silo.isolation: \"%s\" isolation is only "
-                                      "available through `run` (vm, hyperv)", iso);
+                return silo_error_msg(err, EINVAL, "annotations.io.silo.isolation: \"%s\": expected process, vm "
+                                      "or hyperv", iso);
         return silo_rlimits_check(&spec->process, err);
 }
 
@@ -552,6 +552,12 @@ int silo_container_create(const struct silo_runtime *rt, const char *id, const s
         int r = silo_id_validate(id, err);
         if (r < 0)
                 return r;
+        /* VM isolation (src/lib/vm): a shim owning a utility VM. */
+        bool vm = false;
+        r = silo_vm_container_dispatch_create(rt, id, opts, &vm, err);
+        if (vm)
+                return r;
+
         struct create_ctx c;
         ctx_init(&c, rt, id, opts);
         r = create_init(&c, err);

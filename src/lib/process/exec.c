@@ -26,6 +26,7 @@
 #include "process/sync.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
+#include "vm/vm.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -177,6 +178,8 @@ int silo_container_exec(const struct silo_runtime *rt, const char *id, json_t *p
         int r = silo_container_open(rt, id, &statefd, &st, err);
         if (r < 0)
                 return r;
+        if (silo_vm_annotated(st->annotations))         /* VM isolation: src/lib/vm */
+                return silo_vm_container_exec(TAKE_FD(statefd), st, process, opts, ret_status, err);
         enum silo_status status = silo_state_status(statefd, st);
         if (status != SILO_STATUS_RUNNING && status != SILO_STATUS_CREATED)
                 return silo_error_msg(err, EINVAL, "cannot exec in container \"%s\": it is %s", id, silo_status_name(status));

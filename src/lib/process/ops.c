@@ -21,6 +21,7 @@
 #include "seccomp/seccomp.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
+#include "vm/vm.h"
 
 static void state_freep(struct silo_state **s) { silo_state_free(*s); }
 static void spec_freep(struct silo_spec **s) { silo_spec_free(*s); }
@@ -164,6 +165,8 @@ int silo_container_start(const struct silo_runtime *rt, const char *id, silo_err
         int r = silo_container_open(rt, id, &statefd, &st, err);
         if (r < 0)
                 return r;
+        if (silo_vm_annotated(st->annotations))         /* VM isolation: src/lib/vm */
+                return silo_vm_container_start(statefd, st, err);
         enum silo_status status = silo_state_status(statefd, st);
         if (status != SILO_STATUS_CREATED)
                 return silo_error_msg(err, EINVAL, "cannot start container \"%s\": it is %s, not created", id,
@@ -198,6 +201,8 @@ int silo_container_kill(const struct silo_runtime *rt, const char *id, int sig, 
         int r = silo_container_open(rt, id, &statefd, &st, err);
         if (r < 0)
                 return r;
+        if (silo_vm_annotated(st->annotations))         /* VM isolation: src/lib/vm */
+                return silo_vm_container_kill(statefd, st, sig, all, err);
         enum silo_status status = silo_state_status(statefd, st);
         if (status == SILO_STATUS_STOPPED && !all)
                 return silo_error_msg(err, ESRCH, "container \"%s\" is not running", id);
@@ -289,11 +294,14 @@ int silo_container_delete(const struct silo_runtime *rt, const char *id, bool fo
         }
         if (r < 0)
                 return r;
-        enum silo_status status = silo_state_status(statefd, st);
+        bool vm = silo_vm_annotated(st->annotations);
+        enum silo_status status = vm ? (enum silo_status) silo_vm_status(statefd, st) : silo_state_status(statefd, st);
         if ((status == SILO_STATUS_RUNNING || status == SILO_STATUS_PAUSED) && !force)
                 return silo_error_msg(err, EBUSY, "cannot delete container \"%s\" that is not stopped: %s", id,
                                       silo_status_name(status));
 
+        if (vm)         /* a clean power-off first, then the teardown below (src/lib/vm) */
+                silo_vm_container_before_delete(statefd, st);
         _cleanup_(cgroup_freep) silo_cgroup *cg = NULL;
         if (st->cgroup)
                 silo_cgroup_load(st->cgroup, &cg, NULL);
@@ -338,7 +346,10 @@ int silo_container_state(const struct silo_runtime *rt, const char *id, json_t *
         int r = silo_container_open(rt, id, &statefd, &st, err);
         if (r < 0)
                 return r;
-        *ret = silo_state_to_oci_json(st, silo_state_status(statefd, st));
+        /* A VM container is "created" until its shim started the process. */
+        enum silo_status status = silo_vm_annotated(st->annotations) ? (enum silo_status) silo_vm_status(statefd, st)
+                                                                     : silo_state_status(statefd, st);
+        *ret = silo_state_to_oci_json(st, status);
         return *ret ? 0 : silo_error_set(err, ENOMEM, "state");
 }
 
@@ -408,6 +419,10 @@ int silo_container_update(const struct silo_runtime *rt, const char *id, json_t 
         int r = cgroup_op_open(rt, id, EINVAL, &op, err);
         if (r < 0)
                 return r;
+        /* The host cgroup of a VM container holds QEMU, not the container (src/lib/vm). */
+        if (silo_vm_annotated(op.st->annotations))
+                return silo_error_msg(err, EOPNOTSUPP, "container \"%s\": VM isolation fixes the VM's size at create",
+                                      id);
         struct silo_resources res;
         memset(&res, 0, sizeof(res));
         r = silo_resources_parse(resources, "resources", &res, err);
@@ -440,7 +455,12 @@ int silo_container_stats(const struct silo_runtime *rt, const char *id, json_t *
 {
         _cleanup_(cgroup_op_done) struct cgroup_op op;
         int r = cgroup_op_open(rt, id, ESRCH, &op, err);
-        return r < 0 ? r : silo_cgroup_stats(op.cg, ret, err);
+        if (r == 0)
+                r = silo_cgroup_stats(op.cg, ret, err);
+        /* A VM container: the host cgroup is QEMU's; the container's own figures come from the guest. */
+        if (r == 0 && silo_vm_annotated(op.st->annotations))
+                silo_vm_stats_merge(op.statefd, op.st, *ret);
+        return r;
 }
 
 int silo_container_oom_count(const struct silo_runtime *rt, const char *id, uint64_t *ret, silo_error *err)

@@ -54,6 +54,8 @@ static const char *const op_names[_SILO_VM_OP_MAX] = {
         [SILO_VM_OP_EXECUTE_PROCESS] = "ExecuteProcess",
         [SILO_VM_OP_WAIT_FOR_PROCESS] = "WaitForProcess",
         [SILO_VM_OP_SIGNAL_PROCESS] = "SignalProcess",
+        [SILO_VM_OP_RESIZE_CONSOLE] = "ResizeConsole",
+        [SILO_VM_OP_GET_PROPERTIES] = "GetProperties",
 };
 
 bool silo_vm_type_valid(uint32_t type)
@@ -237,4 +239,16 @@ int silo_vm_reader_next(struct silo_vm_reader *r, struct silo_vm_msg *ret, silo_
         r->len -= SILO_VM_HEADER_SIZE + size;
         *ret = (struct silo_vm_msg) { .type = type, .id = id, .body = body };
         return 1;
+}
+
+void silo_vm_stdio_header(uint8_t hdr[SILO_VM_STDIO_HEADER], uint32_t stream, uint32_t size)
+{
+        put_le32(hdr, stream);
+        put_le32(hdr + 4, size);
+}
+
+void silo_vm_stdio_parse(const uint8_t hdr[SILO_VM_STDIO_HEADER], uint32_t *ret_stream, uint32_t *ret_size)
+{
+        *ret_stream = get_le32(hdr);
+        *ret_size = get_le32(hdr + 4);
 }

@@ -34,6 +34,8 @@ enum silo_vm_op {
         SILO_VM_OP_EXECUTE_PROCESS,
         SILO_VM_OP_WAIT_FOR_PROCESS,
         SILO_VM_OP_SIGNAL_PROCESS,
+        SILO_VM_OP_RESIZE_CONSOLE,
+        SILO_VM_OP_GET_PROPERTIES,
         _SILO_VM_OP_MAX,
         _SILO_VM_OP_INVALID = -1,
 };
@@ -43,6 +45,15 @@ enum silo_vm_notify {
         SILO_VM_NOTIFY_PROCESS_EXITED = 1,
         _SILO_VM_NOTIFY_MAX,
 };
+
+/* The "silo.stdio" port multiplexes the stdio of every process but the
+ * container's non-terminal init (whose stdout/stderr are ports of their
+ * own): frames of {Stream u32, Size u32} then Size bytes, little-endian.
+ * Stream = ProcessId * 4 + fd (0 stdin, host -> guest; 1 stdout and
+ * 2 stderr, guest -> host); Size 0 marks the end of that stream. */
+#define SILO_VM_STDIO_HEADER 8
+#define SILO_VM_STDIO_CHUNK 32768u
+#define SILO_VM_STREAM(pid, fd) ((uint32_t) (pid) * 4u + (uint32_t) (fd))
 
 #define SILO_VM_TYPE(kind, op) ((kind) | SILO_VM_CATEGORY_SYSTEM | (uint32_t) (op))
 
@@ -85,3 +96,7 @@ int silo_vm_reader_push(struct silo_vm_reader *r, const void *data, size_t len, 
 /* Returns 1 and a message when one is complete, 0 when more bytes are needed,
  * -EPROTO (and marks the reader broken) on a malformed frame. */
 int silo_vm_reader_next(struct silo_vm_reader *r, struct silo_vm_msg *ret, silo_error *err);
+
+/* The 8-byte header of a "silo.stdio" frame. */
+void silo_vm_stdio_header(uint8_t hdr[SILO_VM_STDIO_HEADER], uint32_t stream, uint32_t size);
+void silo_vm_stdio_parse(const uint8_t hdr[SILO_VM_STDIO_HEADER], uint32_t *ret_stream, uint32_t *ret_size);

@@ -16,8 +16,9 @@
 #include "util/cleanup.h"
 #include "vm/vm.h"
 
-#define QEMU_ARGV_MAX 64
-#define QEMU_ARG_BYTES 4096
+#define QEMU_ARGV_MAX 160
+#define QEMU_ARG_BYTES 8192
+#define N_PORTS 4
 
 enum silo_vm_accel silo_vm_accel_from_string(const char *s)
 {
@@ -65,7 +66,8 @@ void silo_vm_destroy(struct silo_vm *vm)
         silo_closep(&vm->control_fd);
         silo_closep(&vm->stdout_fd);
         silo_closep(&vm->stderr_fd);
-        vm->pidfd = vm->control_fd = vm->stdout_fd = vm->stderr_fd = -1;
+        silo_closep(&vm->stdio_fd);
+        vm->pidfd = vm->control_fd = vm->stdout_fd = vm->stderr_fd = vm->stdio_fd = -1;
 }
 
 struct argv_builder {
@@ -111,9 +113,10 @@ static unsigned long host_tsc_khz(void)
 }
 
 /* Builds the whole command line before fork: the child only execs. */
-static int build_argv(const struct silo_vm_config *cfg, const int guest_fds[3], struct argv_builder *b, silo_error *err)
+static int build_argv(const struct silo_vm_config *cfg, const int guest_fds[N_PORTS], struct argv_builder *b,
+                      silo_error *err)
 {
-        static const char *const port_names[3] = { "silo.control", "silo.stdout", "silo.stderr" };
+        static const char *const port_names[N_PORTS] = { "silo.control", "silo.stdout", "silo.stderr", "silo.stdio" };
         bool kvm = cfg->accel == SILO_VM_ACCEL_KVM;
 
         arg(b, "%s", cfg->qemu ? cfg->qemu : "qemu-system-x86_64");
@@ -156,8 +159,8 @@ static int build_argv(const struct silo_vm_config *cfg, const int guest_fds[3], 
             cfg->debug_console ? "loglevel=7" : "quiet", tsc, cfg->extra_cmdline ? " " : "",
             cfg->extra_cmdline ? cfg->extra_cmdline : "");
         arg(b, "-device");
-        arg(b, "virtio-serial-device,max_ports=4");
-        for (int i = 0; i < 3; i++) {
+        arg(b, "virtio-serial-device,max_ports=%d", N_PORTS + 1);     /* port 0 is the console's */
+        for (int i = 0; i < N_PORTS; i++) {
                 arg(b, "-chardev");
                 arg(b, "socket,id=port%d,fd=%d", i, guest_fds[i]);
                 arg(b, "-device");
@@ -171,7 +174,15 @@ static int build_argv(const struct silo_vm_config *cfg, const int guest_fds[3], 
                 arg(b, "-drive");
                 arg(b, "id=rootfs,file=/proc/self/fd/%d,format=raw,if=none,readonly=on", cfg->rootfs_fd);
                 arg(b, "-device");
-                arg(b, "virtio-blk-device,drive=rootfs");
+                arg(b, "virtio-blk-device,drive=rootfs,serial=" SILO_VM_ROOTFS_SERIAL);
+        }
+        /* The guest finds each disk by its serial, whatever order it probes them in. */
+        for (unsigned i = 0; i < cfg->n_disks; i++) {
+                arg(b, "-drive");
+                arg(b, "id=map%u,file=/proc/self/fd/%d,format=raw,if=none,readonly=%s", i, cfg->disks[i].fd,
+                    cfg->disks[i].readonly ? "on" : "off");
+                arg(b, "-device");
+                arg(b, "virtio-blk-device,drive=map%u,serial=" SILO_VM_MAPPED_SERIAL "%u", i, i);
         }
         if (b->overflow)
                 return silo_error_msg(err, E2BIG, "qemu command line too long (kernel or initrd path)");
@@ -188,10 +199,12 @@ int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_e
                 return silo_error_msg(err, EINVAL, "VM: memory %u MiB out of range", cfg->mem_mb);
         if (cfg->cpus < 1 || cfg->cpus > SILO_VM_MAX_CPUS)
                 return silo_error_msg(err, EINVAL, "VM: cpu count %u out of range", cfg->cpus);
+        if (cfg->n_disks > SILO_VM_MAX_DISKS)
+                return silo_error_msg(err, E2BIG, "VM: more than %d mapped directories", SILO_VM_MAX_DISKS);
 
-        int host_fds[3] = { -1, -1, -1 }, guest_fds[3] = { -1, -1, -1 };
+        int host_fds[N_PORTS] = { -1, -1, -1, -1 }, guest_fds[N_PORTS] = { -1, -1, -1, -1 };
         int r = 0;
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < N_PORTS; i++) {
                 int sp[2];
                 if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
                         r = silo_error_set(err, errno, "socketpair for the guest channel");
@@ -229,10 +242,12 @@ int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_e
                 sigset_t all;
                 sigemptyset(&all);
                 sigprocmask(SIG_SETMASK, &all, NULL);
-                int keep[4] = { guest_fds[0], guest_fds[1], guest_fds[2], cfg->rootfs_fd };
-                for (int i = 0; i < 4; i++)
-                        if (keep[i] >= 0)
-                                fcntl(keep[i], F_SETFD, 0);
+                for (int i = 0; i < N_PORTS; i++)
+                        fcntl(guest_fds[i], F_SETFD, 0);
+                if (cfg->rootfs_fd >= 0)
+                        fcntl(cfg->rootfs_fd, F_SETFD, 0);
+                for (unsigned i = 0; i < cfg->n_disks; i++)
+                        fcntl(cfg->disks[i].fd, F_SETFD, 0);
                 int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
                 if (devnull >= 0) {
                         dup2(devnull, 0);
@@ -266,13 +281,14 @@ int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_e
         ret->pid = pid;
         ret->accel = cfg->accel;
         ret->pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < N_PORTS; i++) {
                 close(guest_fds[i]);
                 fcntl(host_fds[i], F_SETFL, O_NONBLOCK);
         }
         ret->control_fd = host_fds[0];
         ret->stdout_fd = host_fds[1];
         ret->stderr_fd = host_fds[2];
+        ret->stdio_fd = host_fds[3];
         if (ret->pidfd < 0) {
                 r = silo_error_set(err, errno, "pidfd_open qemu");
                 silo_vm_destroy(ret);
@@ -280,7 +296,7 @@ int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_e
         }
         return 0;
 fail:
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < N_PORTS; i++) {
                 silo_closep(&host_fds[i]);
                 silo_closep(&guest_fds[i]);
         }

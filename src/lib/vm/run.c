@@ -1,6 +1,5 @@
-/* `run` of a VM-isolated bundle: rootfs image, QEMU, protocol, output,
- * teardown.  Everything the run creates is gone when it returns: the image
- * is unlinked before QEMU starts and QEMU is killed and reaped. */
+/* What every VM is made of: its parameters, the rootfs image; and `run`,
+ * which is create + start + wait + delete through the shim (lifecycle.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -19,6 +18,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "process/internal.h"
 #include "vm/vm.h"
 
 #define DEFAULT_BOOT_TIMEOUT_MS 60000
@@ -32,47 +32,19 @@ bool silo_vm_wanted(json_t *config)
         return iso && (!strcmp(iso, "vm") || !strcmp(iso, "hyperv"));
 }
 
-static int run_tool(char *const argv[], silo_error *err)
-{
-        pid_t pid = fork();
-        if (pid < 0)
-                return silo_error_set(err, errno, "fork %s", argv[0]);
-        if (pid == 0) {
-                int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-                if (devnull >= 0) {
-                        dup2(devnull, 0);
-                        dup2(devnull, 1);
-                        dup2(devnull, 2);
-                }
-                execvp(argv[0], argv);
-                _exit(127);
-        }
-        int status = 0;
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return silo_error_set(err, errno, "waitpid %s", argv[0]);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                return silo_error_msg(err, EIO, "%s failed (status %d%s)", argv[0],
-                                      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-                                      WIFEXITED(status) && WEXITSTATUS(status) == 127 ? ", is erofs-utils installed?" : "");
-        return 0;
-}
-
 int silo_vm_rootfs_image(const char *rootfs, int *ret_fd, silo_error *err)
 {
-        const char *tmp = getenv("TMPDIR");
         char dir[PATH_MAX], image[PATH_MAX];
-        if (snprintf(dir, sizeof(dir), "%s/silo-vm-XXXXXX", tmp && *tmp == '/' ? tmp : "/tmp") >= (int) sizeof(dir))
-                return silo_error_msg(err, ENAMETOOLONG, "TMPDIR too long");
-        if (!mkdtemp(dir))
-                return silo_error_set(err, errno, "mkdtemp %s", dir);
+        int r = silo_vm_tempdir(dir, err);
+        if (r < 0)
+                return r;
         if (snprintf(image, sizeof(image), "%s/rootfs.erofs", dir) >= (int) sizeof(image)) {
                 rmdir(dir);
                 return silo_error_msg(err, ENAMETOOLONG, "TMPDIR too long");
         }
         /* -x-1: no xattrs (security.* labels of the host mean nothing in the guest). */
         char *const argv[] = { "mkfs.erofs", "--quiet", "-x-1", (char *) image, (char *) rootfs, NULL };
-        int r = run_tool(argv, err);
+        r = silo_vm_run_tool(argv, -1, err);
         int fd = -1;
         if (r == 0) {
                 fd = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -98,16 +70,6 @@ static const char *first_existing(const char *env, const char *const *candidates
         return NULL;
 }
 
-struct vm_params {
-        const char *kernel, *initrd, *qemu;
-        enum silo_vm_accel accel;
-        unsigned mem_mb, cpus;
-        int boot_timeout_ms;
-        bool debug;
-        bool accel_auto;        /* chosen by the probe, not asked for */
-        const char *extra_cmdline;
-};
-
 static int env_int(const char *name, long min, long max, long *ret, silo_error *err)
 {
         const char *v = getenv(name);
@@ -122,11 +84,31 @@ static int env_int(const char *name, long min, long max, long *ret, silo_error *
         return 1;
 }
 
-static int vm_params_get(const struct silo_spec *spec, struct vm_params *p, silo_error *err)
+int silo_vm_params_get(const struct silo_spec *spec, struct silo_vm_params *p, silo_error *err)
 {
         /* The uncompressed kernel mkinitramfs.sh extracts boots faster. */
-        static const char *const kernels[] = { SILO_LIBEXECDIR "/silo/vmlinux", "/vmlinuz", NULL };
-        static const char *const initrds[] = { SILO_LIBEXECDIR "/silo/initramfs.img", NULL };
+        /* Installed, else beside an uninstalled build's binaries
+         * (build/src/{runtime,daemon}/ -> build/src/guest/): runtimes
+         * started by podman's conmon or silod do not get our environment. */
+        /* argv[0], not /proc/self/exe: silo-runtime re-executes itself from
+         * a detached clone of its mount (process/exe.h). */
+        char self[PATH_MAX] = "";
+        int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+        ssize_t len = fd >= 0 ? read(fd, self, sizeof(self) - 1) : -1;
+        if (fd >= 0)
+                close(fd);
+        self[len > 0 ? len : 0] = 0;
+        if (self[0] != '/') {
+                len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+                self[len > 0 ? len : 0] = 0;
+        }
+        char *slash = strrchr(self, '/');
+        if (slash)
+                *slash = 0;
+        snprintf(p->kernel_buf, sizeof(p->kernel_buf), "%.4000s/../guest/vmlinux", self);
+        snprintf(p->initrd_buf, sizeof(p->initrd_buf), "%.4000s/../guest/initramfs.img", self);
+        const char *const kernels[] = { SILO_LIBEXECDIR "/silo/vmlinux", p->kernel_buf, "/vmlinuz", NULL };
+        const char *const initrds[] = { SILO_LIBEXECDIR "/silo/initramfs.img", p->initrd_buf, NULL };
         p->kernel = first_existing("SILO_VM_KERNEL", kernels);
         p->initrd = first_existing("SILO_VM_INITRD", initrds);
         if (!p->kernel)
@@ -181,7 +163,7 @@ static int vm_params_get(const struct silo_spec *spec, struct vm_params *p, silo
 }
 
 /* Waits a little for QEMU to leave after the guest powered off, then kills it. */
-static void vm_stop(struct silo_vm *vm, int timeout_ms)
+void silo_vm_stop(struct silo_vm *vm, int timeout_ms)
 {
         if (vm->pidfd >= 0 && vm->pid > 0) {
                 struct pollfd p = { .fd = vm->pidfd, .events = POLLIN };
@@ -191,183 +173,36 @@ static void vm_stop(struct silo_vm *vm, int timeout_ms)
         silo_vm_destroy(vm);
 }
 
-static int forward_signals(struct silo_vm_session *s, uint32_t process_id, silo_error *err)
-{
-        uint64_t pending = s->pending_signals;
-        s->pending_signals = 0;
-        for (int sig = 1; sig <= 64; sig++) {
-                if (!(pending & (1ull << (sig - 1))))
-                        continue;
-                _cleanup_json_ json_t *req = json_pack("{sisi}", "ProcessId", (int) process_id, "Signal", sig);
-                if (!req)
-                        return silo_error_set(err, ENOMEM, "SignalProcess");
-                int r = silo_vm_session_request(s, SILO_VM_OP_SIGNAL_PROCESS, req, REQUEST_TIMEOUT_MS, NULL, err);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-/* Create, Start, wait for the exit: the guest has answered NegotiateProtocol. */
-static int run_in_vm(struct silo_vm_session *s, const char *id, const struct silo_spec *spec, int *ret_status,
-                     silo_error *err)
-{
-        json_t *process = json_object_get(spec->json, "process");
-        /* The whole config too: the guest runs it through libsilo's process backend. */
-        _cleanup_json_ json_t *create = json_pack("{ss sO sO s{sb}}", "ContainerId", id, "Process", process,
-                                                  "Spec", spec->json, "Rootfs", "ReadOnly", spec->root_readonly);
-        if (!create)
-                return silo_error_set(err, ENOMEM, "Create");
-        if (spec->hostname && json_object_set_new(create, "HostName", json_string(spec->hostname)) < 0)
-                return silo_error_set(err, ENOMEM, "Create");
-        int r = silo_vm_session_request(s, SILO_VM_OP_CREATE, create, REQUEST_TIMEOUT_MS, NULL, err);
-        if (r < 0)
-                return r;
-
-        _cleanup_json_ json_t *start = json_pack("{ss}", "ContainerId", id);
-        _cleanup_json_ json_t *started = NULL;
-        if (!start)
-                return silo_error_set(err, ENOMEM, "Start");
-        r = silo_vm_session_request(s, SILO_VM_OP_START, start, REQUEST_TIMEOUT_MS, &started, err);
-        if (r < 0)
-                return r;
-        json_t *jpid = json_object_get(started, "ProcessId");
-        if (!json_is_integer(jpid) || json_integer_value(jpid) < 1 || json_integer_value(jpid) > INT32_MAX)
-                return silo_error_msg(err, EPROTO, "guest Start: ProcessId missing or out of range");
-        uint32_t process_id = (uint32_t) json_integer_value(jpid);
-
-        int code = 0;
-        for (;;) {
-                r = silo_vm_session_wait_exit(s, process_id, -1, &code, err);
-                if (r != -EINTR)
-                        break;
-                r = forward_signals(s, process_id, err);
-                if (r < 0)
-                        return r;
-        }
-        /* A crashed or killed VM ends the run as an error the user sees. */
-        if (r == -EPIPE || r == -ESRCH)
-                return silo_error_prefix(err, "the VM stopped before the process exited");
-        if (r < 0)
-                return r;
-        silo_vm_session_drain(s, OUTPUT_DRAIN_IDLE_MS);
-        *ret_status = code;
-
-        /* Best effort: the guest powers off; QEMU is killed anyway after. */
-        _cleanup_json_ json_t *stop = json_pack("{ss}", "ContainerId", id);
-        if (stop)
-                silo_vm_session_request(s, SILO_VM_OP_SHUTDOWN_FORCED, stop, SHUTDOWN_TIMEOUT_MS, NULL, NULL);
-        return 0;
-}
-
 int silo_vm_container_run(const struct silo_runtime *rt, const char *id, const struct silo_create_options *opts,
                           bool detach, int *ret_status, silo_error *err)
 {
         *ret_status = 0;
-        if (detach)
-                return silo_error_msg(err, EOPNOTSUPP, "VM isolation: only a foreground run is supported so far");
-        if (opts->console_socket)
-                return silo_error_msg(err, EOPNOTSUPP, "VM isolation: --console-socket is not supported yet");
-
-        const char *bundle = opts->bundle ? opts->bundle : ".";
-        _cleanup_close_ int bundlefd = open(bundle, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (bundlefd < 0)
-                return silo_error_set(err, errno, "open bundle %s", bundle);
-        struct silo_spec *spec = NULL;
-        int r = silo_spec_load_at(bundlefd, "config.json", &spec, err);
-        if (r < 0)
-                return r;
-        struct silo_vm vm = SILO_VM_INIT;
-        struct silo_vm_session s;
-        bool have_session = false;
-        int imagefd = -1, sigfd = -1;
+        /* Blocked from before the shim exists: a signal at any point is
+         * forwarded to the container rather than killing us. */
         sigset_t fwd, old;
-        sigemptyset(&fwd);
-        static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
-        for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
-                sigaddset(&fwd, forwarded[i]);
-        sigprocmask(SIG_BLOCK, &fwd, &old);
-
-        if (!spec->has_process || !spec->process.args || !spec->process.args[0]) {
-                r = silo_error_msg(err, EINVAL, "process.args: must name at least the program to run");
-                goto out;
-        }
-        if (spec->process.terminal) {
-                r = silo_error_msg(err, EOPNOTSUPP, "VM isolation: process.terminal is not supported yet");
-                goto out;
-        }
-        struct vm_params p = { 0 };
-        r = vm_params_get(spec, &p, err);
-        if (r < 0)
-                goto out;
-
-        char rootfs[PATH_MAX];
-        if (snprintf(rootfs, sizeof(rootfs), "%s/%s", spec->root_path[0] == '/' ? "" : bundle, spec->root_path) >=
-            (int) sizeof(rootfs)) {
-                r = silo_error_msg(err, ENAMETOOLONG, "root.path too long");
-                goto out;
-        }
-        r = silo_vm_rootfs_image(rootfs, &imagefd, err);
-        if (r < 0)
-                goto out;
-
-        struct silo_vm_config cfg = {
-                .qemu = p.qemu, .kernel = p.kernel, .initrd = p.initrd, .rootfs_fd = imagefd,
-                .mem_mb = p.mem_mb, .cpus = p.cpus, .accel = p.accel, .debug_console = p.debug,
-                .extra_cmdline = p.extra_cmdline,
-        };
-        sigfd = signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (sigfd < 0) {
-                r = silo_error_set(err, errno, "signalfd");
-                goto out;
-        }
-        for (int attempt = 0;; attempt++) {
-                r = silo_vm_launch(&cfg, &vm, err);
-                if (r < 0)
-                        goto out;
-                r = silo_vm_session_init(&s, vm.control_fd, err);
-                if (r < 0)
-                        goto out;
-                have_session = true;
-                s.vm_pidfd = vm.pidfd;
-                s.stdout_in = vm.stdout_fd;
-                s.stderr_in = vm.stderr_fd;
-                s.stdout_out = STDOUT_FILENO;
-                s.stderr_out = STDERR_FILENO;
-                s.sigfd = sigfd;
-                r = silo_vm_session_negotiate(&s, p.boot_timeout_ms, err);
-                if (r == 0)
-                        break;
-                /* The probe cannot prove a KVM boots Linux: if QEMU died on a
-                 * KVM that was only chosen automatically, TCG gets one try. */
-                if (attempt == 0 && p.accel_auto && cfg.accel == SILO_VM_ACCEL_KVM &&
-                    (r == -ESRCH || r == -EPIPE)) {
-                        if (rt && rt->warn)
-                                rt->warn(rt->userdata, "VM isolation: KVM failed to boot the guest, falling back to TCG");
-                        silo_vm_session_done(&s);
-                        have_session = false;
-                        silo_vm_destroy(&vm);
-                        cfg.accel = SILO_VM_ACCEL_TCG;
-                        continue;
+        silo_forwarded_signals(&fwd);
+        if (!detach)
+                sigprocmask(SIG_BLOCK, &fwd, &old);
+        pid_t shim = 0;
+        int r = silo_vm_container_create_shim(rt, id, opts, !detach, &shim, err);
+        if (r == 0)
+                r = silo_container_start(rt, id, err);
+        if (r < 0 || detach) {
+                if (r < 0 && shim > 0) {
+                        silo_error keep = *err;
+                        silo_container_delete(rt, id, true, NULL);
+                        *err = keep;
                 }
-                silo_error_prefix(err, "VM boot (%s)", silo_vm_accel_to_string(cfg.accel));
-                goto out;
+                if (!detach)
+                        sigprocmask(SIG_SETMASK, &old, NULL);
+                return r;
         }
-        silo_closep(&imagefd);
-        imagefd = -1;
-        r = run_in_vm(&s, id, spec, ret_status, err);
-out:
-        if (have_session)
-                silo_vm_session_done(&s);
-        vm_stop(&vm, r < 0 ? 0 : SHUTDOWN_TIMEOUT_MS);
-        silo_closep(&sigfd);
-        silo_closep(&imagefd);
-        /* Signals that arrived while blocked must not hit us after unblocking:
-         * they were meant for the container. */
+        *ret_status = silo_wait_forwarding(shim, &fwd);
         struct timespec zero = { 0, 0 };
         while (sigtimedwait(&fwd, NULL, &zero) > 0)
                 ;
         sigprocmask(SIG_SETMASK, &old, NULL);
-        silo_spec_free(spec);
-        return r;
+        if (opts->keep)
+                return 0;
+        return silo_container_delete(rt, id, true, err);
 }

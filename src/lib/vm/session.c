@@ -157,16 +157,29 @@ static int pump(struct silo_vm_session *s, int timeout_ms, uint64_t waiting_id, 
                 json_t **ret_response, silo_error *err)
 {
         enum { P_CONTROL, P_STDOUT, P_STDERR, P_SIGNAL, P_VM, P_MAX };
-        struct pollfd p[P_MAX] = {
+        struct pollfd p[P_MAX + SILO_VM_SESSION_EXTRA_MAX] = {
                 [P_CONTROL] = { .fd = s->fd, .events = POLLIN },
                 [P_STDOUT] = { .fd = s->stdout_in, .events = POLLIN },
                 [P_STDERR] = { .fd = s->stderr_in, .events = POLLIN },
                 [P_SIGNAL] = { .fd = s->sigfd, .events = POLLIN },
                 [P_VM] = { .fd = s->vm_pidfd, .events = POLLIN },
         };
-        int n = poll(p, P_MAX, timeout_ms);
+        size_t n_extra = s->n_extra < SILO_VM_SESSION_EXTRA_MAX ? s->n_extra : SILO_VM_SESSION_EXTRA_MAX;
+        for (size_t i = 0; i < n_extra; i++)
+                p[P_MAX + i] = (struct pollfd) { .fd = s->extra[i].fd, .events = s->extra[i].events };
+        int n = poll(p, P_MAX + n_extra, timeout_ms);
         if (n < 0)
                 return errno == EINTR ? 0 : silo_error_set(err, errno, "poll guest channels");
+        bool extra_ready = false;
+        for (size_t i = 0; i < n_extra; i++) {
+                s->extra[i].revents = p[P_MAX + i].revents;
+                extra_ready |= p[P_MAX + i].revents != 0;
+        }
+        if (extra_ready && s->on_extra) {
+                int r = s->on_extra(s->userdata, s->in_request, err);
+                if (r < 0)
+                        return r;
+        }
         if (p[P_STDOUT].revents && !copy_output(s->stdout_in, s->stdout_out))
                 s->stdout_in = -1;
         if (p[P_STDERR].revents && !copy_output(s->stderr_in, s->stderr_out))
@@ -208,26 +221,34 @@ static int check_result(json_t *resp, enum silo_vm_op op, silo_error *err)
 int silo_vm_session_request(struct silo_vm_session *s, enum silo_vm_op op, json_t *body, int timeout_ms,
                             json_t **ret_response, silo_error *err)
 {
+        if (s->in_request)
+                return silo_error_msg(err, EBUSY, "a guest request is already in flight");
         uint64_t id = ++s->next_id;
         int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
         int r = silo_vm_msg_send(s->fd, SILO_VM_TYPE(SILO_VM_KIND_REQUEST, op), id, body, timeout_ms, err);
         if (r < 0)
                 return r;
         _cleanup_json_ json_t *resp = NULL;
+        s->in_request = true;
         while (!resp) {
                 int wait = -1;
                 if (deadline >= 0) {
                         int64_t left = deadline - now_ms();
-                        if (left <= 0)
+                        if (left <= 0) {
+                                s->in_request = false;
                                 return silo_error_msg(err, ETIMEDOUT, "guest did not answer %s in %d ms",
                                                       silo_vm_op_name(SILO_VM_TYPE(SILO_VM_KIND_REQUEST, op)),
                                                       timeout_ms);
+                        }
                         wait = (int) left;
                 }
                 r = pump(s, wait, id, (uint32_t) op, &resp, err);
-                if (r < 0)
+                if (r < 0) {
+                        s->in_request = false;
                         return r;
+                }
         }
+        s->in_request = false;
         r = check_result(resp, op, err);
         if (r < 0)
                 return r;
@@ -255,7 +276,12 @@ int silo_vm_session_negotiate(struct silo_vm_session *s, int timeout_ms, silo_er
         return 0;
 }
 
-static bool take_exit(struct silo_vm_session *s, uint32_t process_id, int *ret_code)
+int silo_vm_session_pump(struct silo_vm_session *s, int timeout_ms, silo_error *err)
+{
+        return pump(s, timeout_ms, 0, 0, NULL, err);
+}
+
+bool silo_vm_session_take_exit(struct silo_vm_session *s, uint32_t process_id, int *ret_code)
 {
         for (size_t i = 0; i < s->n_exits; i++) {
                 if (s->exits[i].process_id != process_id)
@@ -272,7 +298,7 @@ int silo_vm_session_wait_exit(struct silo_vm_session *s, uint32_t process_id, in
                               silo_error *err)
 {
         int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
-        while (!take_exit(s, process_id, ret_code)) {
+        while (!silo_vm_session_take_exit(s, process_id, ret_code)) {
                 int wait = -1;
                 if (deadline >= 0) {
                         int64_t left = deadline - now_ms();
@@ -284,7 +310,7 @@ int silo_vm_session_wait_exit(struct silo_vm_session *s, uint32_t process_id, in
                 int r = pump(s, wait, 0, 0, NULL, err);
                 if (r < 0)
                         return r;
-                if (s->pending_signals && !take_exit(s, process_id, ret_code))
+                if (s->pending_signals && !silo_vm_session_take_exit(s, process_id, ret_code))
                         return -EINTR;
                 else if (s->pending_signals)
                         return 0;

@@ -8,6 +8,8 @@
  * starts, so nothing outlives a run even if the caller is SIGKILLed. */
 #pragma once
 
+#include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -45,11 +47,22 @@ enum silo_vm_accel silo_vm_accel_resolve(enum silo_vm_accel want);
  * io.silo.isolation = "vm" or "hyperv"). */
 bool silo_vm_wanted(json_t *config);
 
+#define SILO_VM_MAX_DISKS 16
+#define SILO_VM_ROOTFS_SERIAL "silo-rootfs"
+#define SILO_VM_MAPPED_SERIAL "silo-map-"
+
+struct silo_vm_disk {
+        int fd;                         /* image file, passed to QEMU */
+        bool readonly;
+};
+
 struct silo_vm_config {
         const char *qemu;               /* NULL: qemu-system-x86_64 from PATH */
         const char *kernel;
         const char *initrd;
         int rootfs_fd;                  /* block image, passed to QEMU; -1 for none */
+        struct silo_vm_disk disks[SILO_VM_MAX_DISKS];   /* mapped directories */
+        unsigned n_disks;
         unsigned mem_mb;
         unsigned cpus;
         enum silo_vm_accel accel;       /* resolved: KVM or TCG */
@@ -63,10 +76,11 @@ struct silo_vm {
         int control_fd;                 /* non-blocking */
         int stdout_fd;
         int stderr_fd;
+        int stdio_fd;                   /* the multiplexed "silo.stdio" port, non-blocking */
         enum silo_vm_accel accel;
 };
 
-#define SILO_VM_INIT { .pid = 0, .pidfd = -1, .control_fd = -1, .stdout_fd = -1, .stderr_fd = -1 }
+#define SILO_VM_INIT { .pid = 0, .pidfd = -1, .control_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .stdio_fd = -1 }
 
 int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_error *err);
 /* Kills QEMU if still running, reaps it, closes everything; idempotent. */
@@ -74,6 +88,7 @@ void silo_vm_destroy(struct silo_vm *vm);
 
 /* The host side of the protocol over one channel. */
 #define SILO_VM_MAX_EXITS 16
+#define SILO_VM_SESSION_EXTRA_MAX 48
 
 struct silo_vm_exit {
         uint32_t process_id;
@@ -92,6 +107,14 @@ struct silo_vm_session {
         uint32_t guest_version;
         struct silo_vm_exit exits[SILO_VM_MAX_EXITS];
         size_t n_exits;
+        /* More fds to poll with the channels (the shim's stdio port, API
+         * sockets, stdin); on_extra gets their revents.  in_request: a
+         * request is waiting for its response (no new request may start). */
+        struct pollfd *extra;
+        size_t n_extra;
+        int (*on_extra)(void *userdata, bool in_request, silo_error *err);
+        void *userdata;
+        bool in_request;
 };
 
 int silo_vm_session_init(struct silo_vm_session *s, int fd, silo_error *err);
@@ -110,6 +133,10 @@ int silo_vm_session_negotiate(struct silo_vm_session *s, int timeout_ms, silo_er
  * returns -EINTR (no message) when a signal arrived on sigfd first. */
 int silo_vm_session_wait_exit(struct silo_vm_session *s, uint32_t process_id, int timeout_ms, int *ret_code,
                               silo_error *err);
+/* One round of polling every channel (and the extra fds), up to timeout_ms. */
+int silo_vm_session_pump(struct silo_vm_session *s, int timeout_ms, silo_error *err);
+/* Takes process_id's exit notification if it arrived. */
+bool silo_vm_session_take_exit(struct silo_vm_session *s, uint32_t process_id, int *ret_code);
 /* Copies whatever guest output is pending, for up to idle_ms of silence. */
 void silo_vm_session_drain(struct silo_vm_session *s, int idle_ms);
 
@@ -117,8 +144,89 @@ void silo_vm_session_drain(struct silo_vm_session *s, int idle_ms);
  * and returns an fd to it; the file itself is already unlinked. */
 int silo_vm_rootfs_image(const char *rootfs, int *ret_fd, silo_error *err);
 
-/* `silo-runtime run` of a bundle that asked for VM isolation: boots a VM,
- * runs the process in it, copies its output to our stdout/stderr, forwards
- * SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2, and returns its exit status. */
+/* What a VM is made of, from the container's config and the environment
+ * (SILO_VM_* variables, docs/VM.md). */
+struct silo_vm_params {
+        const char *kernel, *initrd, *qemu;
+        enum silo_vm_accel accel;
+        unsigned mem_mb, cpus;
+        int boot_timeout_ms;
+        bool debug;
+        bool accel_auto;        /* chosen by the probe, not asked for */
+        const char *extra_cmdline;
+        char kernel_buf[PATH_MAX], initrd_buf[PATH_MAX];       /* storage for computed defaults */
+};
+
+struct silo_spec;
+int silo_vm_params_get(const struct silo_spec *spec, struct silo_vm_params *p, silo_error *err);
+
+/* Waits up to timeout_ms for QEMU to leave (the guest powered off), then destroys it. */
+void silo_vm_stop(struct silo_vm *vm, int timeout_ms);
+
+/* Runs a helper program with stdio on /dev/null; keep_fd (or -1) stays open in it. */
+int silo_vm_run_tool(char *const argv[], int keep_fd, silo_error *err);
+/* A fresh private directory under $TMPDIR (or /tmp); ret[0] = 0 on failure. */
+int silo_vm_tempdir(char ret[PATH_MAX], silo_error *err);
+
+/* Mapped directories (mapped.c): each bind mount becomes a disk image. */
+struct silo_vm_mapping {
+        char host_path[PATH_MAX];
+        char file_name[NAME_MAX + 1];   /* a file bind: its name inside the image */
+        bool readonly, is_file;
+        int fd;                         /* the image, already unlinked */
+};
+
+struct silo_vm_mappings {
+        struct silo_vm_mapping m[SILO_VM_MAX_DISKS];
+        unsigned n;
+};
+
+/* Rewrites config (the guest's copy) so each bind mount's source is its
+ * disk inside the guest; *ret_mapped is the Create request's
+ * MappedDirectories.  Binds of sockets or devices are dropped with a warning. */
+int silo_vm_map_binds(const struct silo_runtime *rt, json_t *config, const char *bundle,
+                      struct silo_vm_mappings *ret, json_t **ret_mapped, silo_error *err);
+void silo_vm_mappings_done(struct silo_vm_mappings *m);
+/* After the VM stopped: copies each read-write image back into its source
+ * (adds and overwrites; what the guest deleted stays on the host). */
+int silo_vm_mappings_copy_back(struct silo_vm_mappings *m, silo_error *err);
+
+/* The lifecycle of a VM container (lifecycle.c, shim.c): libsilo's
+ * silo_container_* functions dispatch here when the container's
+ * annotations ask for VM isolation. */
+struct silo_state;
+struct silo_exec_options;
+bool silo_vm_annotated(json_t *annotations);
+/* Handles create if the bundle's config asks for VM isolation (*ret_handled). */
+int silo_vm_container_dispatch_create(const struct silo_runtime *rt, const char *id,
+                                      const struct silo_create_options *opts, bool *ret_handled, silo_error *err);
+int silo_vm_container_create(const struct silo_runtime *rt, const char *id, const struct silo_create_options *opts,
+                             silo_error *err);
+/* The same; die_with_parent for a foreground run; *ret_pid: the shim, our child. */
+int silo_vm_container_create_shim(const struct silo_runtime *rt, const char *id,
+                                  const struct silo_create_options *opts, bool die_with_parent, pid_t *ret_pid,
+                                  silo_error *err);
+/* statefd: the container's locked state directory. */
+int silo_vm_status(int statefd, const struct silo_state *st);
+int silo_vm_container_start(int statefd, const struct silo_state *st, silo_error *err);
+int silo_vm_container_kill(int statefd, const struct silo_state *st, int sig, bool all, silo_error *err);
+/* Before delete --force of a running VM: a clean power-off (mapped
+ * directories are copied back); the teardown kills whatever is left. */
+void silo_vm_container_before_delete(int statefd, const struct silo_state *st);
+/* GetProperties from the guest: MemTotalKiB, MemAvailableKiB, ContainerMemoryBytes, ContainerPids. */
+int silo_vm_container_stats(int statefd, const struct silo_state *st, json_t **ret, silo_error *err);
+/* Into `stats` (runc events --stats data of the host cgroup, i.e. QEMU's):
+ * memory.usage.usage and pids.current of the container inside the guest,
+ * and "vm": {guest, hostMemoryBytes}. */
+void silo_vm_stats_merge(int statefd, const struct silo_state *st, json_t *stats);
+/* Takes over locked_statefd (closed once the process runs, so other
+ * commands are not locked out). */
+int silo_vm_container_exec(int locked_statefd, const struct silo_state *st, json_t *process,
+                           const struct silo_exec_options *opts, int *ret_status, silo_error *err);
+
+/* `silo-runtime run` of a bundle that asked for VM isolation: create and
+ * start through the shim; unless detach, waits for it forwarding
+ * SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2, deletes the container and
+ * returns its exit status. */
 int silo_vm_container_run(const struct silo_runtime *rt, const char *id, const struct silo_create_options *opts,
                           bool detach, int *ret_status, silo_error *err);

@@ -1,0 +1,628 @@
+/* create/start/kill/delete/exec of a VM container: what libsilo's
+ * silo_container_* functions dispatch to when the container's annotations
+ * ask for VM isolation (docs/VM.md).  create forks the shim (shim.c); every
+ * later command talks to it through <state>/vm.sock. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "process/internal.h"
+#include "spec/spec.h"
+#include "util/cleanup.h"
+#include "util/json.h"
+#include "vm/shim.h"
+
+#define API_TIMEOUT_MS 60000
+#define API_REPLY_MAX (256 * 1024)
+
+bool silo_vm_annotated(json_t *annotations)
+{
+        const char *iso = json_string_value(json_object_get(annotations, SILO_VM_ANNOTATION));
+        return iso && (!strcmp(iso, "vm") || !strcmp(iso, "hyperv"));
+}
+
+int silo_vm_status(int statefd, const struct silo_state *st)
+{
+        int s = silo_state_status(statefd, st);
+        if (s == SILO_STATUS_RUNNING && faccessat(statefd, SILO_VM_CREATED_MARK, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                return SILO_STATUS_CREATED;
+        return s;
+}
+
+static int api_connect(int statefd, silo_error *err)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" SILO_VM_SOCKET, statefd);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return silo_error_set(err, errno, "socket");
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return silo_error_set(err, errno, "connect to the VM shim");
+        return TAKE_FD(fd);
+}
+
+static int api_send(int fd, json_t *req, const int *fds, size_t nfds, silo_error *err)
+{
+        _cleanup_free_ char *text = json_dumps(req, JSON_COMPACT);
+        if (!text)
+                return silo_error_set(err, ENOMEM, "VM shim request");
+        struct iovec iov = { text, strlen(text) };
+        union {
+                char buf[CMSG_SPACE(3 * sizeof(int))];
+                struct cmsghdr align;
+        } control;
+        memset(&control, 0, sizeof(control));
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        if (nfds) {
+                mh.msg_control = control.buf;
+                mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+                struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+                memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+        }
+        if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0)
+                return silo_error_set(err, errno, "send to the VM shim");
+        return 0;
+}
+
+/* One reply; Result != 0 becomes an error with the shim's message. */
+static int api_wait(int fd, int timeout_ms, json_t **ret, silo_error *err)
+{
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int n;
+        do
+                n = poll(&p, 1, timeout_ms);
+        while (n < 0 && errno == EINTR);
+        if (n == 0)
+                return silo_error_msg(err, ETIMEDOUT, "the VM shim did not answer in %d ms", timeout_ms);
+        _cleanup_free_ char *buf = malloc(API_REPLY_MAX);
+        if (!buf)
+                return silo_error_set(err, ENOMEM, "VM shim reply");
+        ssize_t k = recv(fd, buf, API_REPLY_MAX - 1, 0);
+        if (k <= 0)
+                return silo_error_msg(err, ESRCH, "the VM shim went away (the container stopped)");
+        json_error_t jerr;
+        _cleanup_json_ json_t *j = json_loadb(buf, (size_t) k, 0, &jerr);
+        json_t *res = json_object_get(j, "Result");
+        if (!json_is_integer(res))
+                return silo_error_msg(err, EPROTO, "VM shim: malformed reply");
+        if (json_integer_value(res) != 0) {
+                const char *msg = json_string_value(json_object_get(j, "Error"));
+                json_int_t e = json_integer_value(json_object_get(j, "Errno"));
+                return silo_error_msg(err, e > 0 && e < 4096 ? (int) e : EIO, "%s", msg ? msg : "VM shim: failed");
+        }
+        if (ret)
+                *ret = TAKE_PTR(j);
+        return 0;
+}
+
+static int api_call(int statefd, json_t *req, int timeout_ms, json_t **ret, silo_error *err)
+{
+        _cleanup_close_ int fd = api_connect(statefd, err);
+        if (fd < 0)
+                return fd;
+        int r = api_send(fd, req, NULL, 0, err);
+        return r < 0 ? r : api_wait(fd, timeout_ms, ret, err);
+}
+
+/* A pty on the host whose master goes to the console socket; the shim
+ * copies between the slave and the guest's terminal. */
+static int host_pty(const char *console_socket, json_t *process, int *ret_slave, silo_error *err)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(console_socket) >= sizeof(sa.sun_path))
+                return silo_error_msg(err, ENAMETOOLONG, "--console-socket %s: path too long", console_socket);
+        strcpy(sa.sun_path, console_socket);
+        _cleanup_close_ int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (sock < 0 || connect(sock, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return silo_error_set(err, errno, "--console-socket %s: connect", console_socket);
+        _cleanup_close_ int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0 || unlockpt(master) < 0)
+                return silo_error_set(err, errno, "open a pty");
+        _cleanup_close_ int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (slave < 0)
+                return silo_error_set(err, errno, "open pty peer");
+        /* Raw: the guest's pty does the line discipline. */
+        struct termios t;
+        if (tcgetattr(slave, &t) == 0) {
+                cfmakeraw(&t);
+                tcsetattr(slave, TCSANOW, &t);
+        }
+        /* process.consoleSize; the shim passes on this and every later size. */
+        json_t *size = json_object_get(process, "consoleSize");
+        json_int_t rows = json_integer_value(json_object_get(size, "height"));
+        json_int_t cols = json_integer_value(json_object_get(size, "width"));
+        if (rows > 0 && rows <= 65535 && cols > 0 && cols <= 65535) {
+                struct winsize ws = { .ws_row = (unsigned short) rows, .ws_col = (unsigned short) cols };
+                ioctl(slave, TIOCSWINSZ, &ws);
+        }
+        int r = silo_console_send(sock, master, err);
+        if (r < 0)
+                return r;
+        *ret_slave = TAKE_FD(slave);
+        return 0;
+}
+
+struct vm_create {
+        const struct silo_runtime *rt;
+        const char *id;
+        struct silo_spec *spec;
+        char bundle[PATH_MAX], rootfs[PATH_MAX], created[64];
+        int rootfd, statefd;
+        bool state_created;
+        silo_cgroup *cg;
+        struct silo_vm_shim_config shim;
+        struct silo_vm_mappings *mappings;
+        json_t *guest_config;
+        pid_t pid;
+};
+
+static int record(struct vm_create *c, enum silo_state_write_mode mode, silo_error *err)
+{
+        struct silo_state st = {
+                .id = (char *) c->id, .pid = c->pid, .bundle = c->bundle, .rootfs = c->rootfs, .created = c->created,
+                .annotations = c->spec->annotations, .config = c->spec->json, .own_pid_ns = false,
+        };
+        if (c->pid > 0)
+                silo_pid_start_time(c->pid, &st.pid_start);
+        _cleanup_json_ json_t *cg = silo_cgroup_save(c->cg);
+        st.cgroup = cg;
+        return silo_state_write(c->statefd, &st, mode, err);
+}
+
+static int prepare(struct vm_create *c, const struct silo_create_options *opts, silo_error *err)
+{
+        const char *bundle = opts->bundle ? opts->bundle : ".";
+        if (!realpath(bundle, c->bundle))
+                return silo_error_set(err, errno, "bundle %s", bundle);
+        _cleanup_close_ int bundlefd = open(c->bundle, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (bundlefd < 0)
+                return silo_error_set(err, errno, "bundle %s", c->bundle);
+        int r = silo_spec_load_at(bundlefd, "config.json", &c->spec, err);
+        if (r < 0)
+                return r;
+        struct silo_spec *spec = c->spec;
+        if (!spec->has_process || !spec->process.args || !spec->process.args[0] || !*spec->process.args[0])
+                return silo_error_msg(err, EINVAL, "process.args: must name at least the program to run");
+        if (!spec->root_path)
+                return silo_error_msg(err, EINVAL, "root: required to create a container");
+        if (spec->process.terminal && !opts->console_socket)
+                return silo_error_msg(err, EINVAL, "process.terminal is true: --console-socket is required");
+        if (!spec->process.terminal && opts->console_socket)
+                return silo_error_msg(err, EINVAL, "--console-socket given but process.terminal is false");
+        r = silo_vm_params_get(spec, &c->shim.params, err);
+        if (r < 0)
+                return r;
+        char joined[PATH_MAX];
+        if (snprintf(joined, sizeof(joined), "%s/%s", spec->root_path[0] == '/' ? "" : c->bundle, spec->root_path) >=
+            (int) sizeof(joined))
+                return silo_error_msg(err, ENAMETOOLONG, "root.path: too long");
+        if (!realpath(joined, c->rootfs))
+                return silo_error_set(err, errno, "root.path: rootfs %s", spec->root_path);
+        return 0;
+}
+
+/* Everything but the shim itself: images, Create request, terminal, socket. */
+static int build_shim_config(struct vm_create *c, const struct silo_create_options *opts, silo_error *err)
+{
+        struct silo_vm_shim_config *s = &c->shim;
+        s->rt = c->rt;
+        s->id = c->id;
+        s->cg = c->cg;
+        s->vm = (struct silo_vm_config) {
+                .qemu = s->params.qemu, .kernel = s->params.kernel, .initrd = s->params.initrd, .rootfs_fd = -1,
+                .mem_mb = s->params.mem_mb, .cpus = s->params.cpus, .accel = s->params.accel,
+                .debug_console = s->params.debug, .extra_cmdline = s->params.extra_cmdline,
+        };
+        int r = silo_vm_rootfs_image(c->rootfs, &s->vm.rootfs_fd, err);
+        if (r < 0)
+                return r;
+        c->guest_config = json_deep_copy(c->spec->json);
+        c->mappings = calloc(1, sizeof(*c->mappings));
+        if (!c->guest_config || !c->mappings)
+                return silo_error_set(err, ENOMEM, "VM config");
+        /* Namespaces the host joins by path mean nothing in the guest: the
+         * container gets fresh ones there (a network namespace with only
+         * loopback: the VM has no network device yet). */
+        json_t *nss = json_object_get(json_object_get(c->guest_config, "linux"), "namespaces");
+        for (size_t i = 0; json_is_array(nss) && i < json_array_size(nss); i++)
+                json_object_del(json_array_get(nss, i), "path");
+        _cleanup_json_ json_t *mapped = NULL;
+        r = silo_vm_map_binds(c->rt, c->guest_config, c->bundle, c->mappings, &mapped, err);
+        if (r < 0)
+                return r;
+        s->mappings = c->mappings;
+        for (unsigned i = 0; i < c->mappings->n; i++)
+                s->vm.disks[s->vm.n_disks++] = (struct silo_vm_disk) { .fd = c->mappings->m[i].fd,
+                                                                       .readonly = c->mappings->m[i].readonly };
+        s->create_body = json_pack("{ss sO sO sO}", "ContainerId", c->id, "Process",
+                                   json_object_get(c->guest_config, "process"), "Spec", c->guest_config,
+                                   "MappedDirectories", mapped);
+        if (!s->create_body || (c->spec->hostname &&
+                                json_object_set_new(s->create_body, "HostName", json_string(c->spec->hostname)) < 0))
+                return silo_error_set(err, ENOMEM, "VM Create request");
+        if (c->spec->process.terminal) {
+                r = host_pty(opts->console_socket, json_object_get(c->spec->json, "process"), &s->tty_fd, err);
+                if (r < 0)
+                        return r;
+        }
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" SILO_VM_SOCKET, c->statefd);
+        s->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ||
+            listen(s->listen_fd, 16) < 0)
+                return silo_error_set(err, errno, "VM shim socket");
+        return 0;
+}
+
+static void create_done(struct vm_create *c)
+{
+        struct silo_vm_shim_config *s = &c->shim;
+        silo_closep(&s->listen_fd);
+        silo_closep(&s->ready_fd);
+        silo_closep(&s->tty_fd);
+        silo_closep(&s->vm.rootfs_fd);
+        if (c->mappings)
+                silo_vm_mappings_done(c->mappings);
+        free(c->mappings);
+        json_decref(s->create_body);
+        json_decref(c->guest_config);
+        silo_closep(&c->statefd);
+        silo_closep(&c->rootfd);
+        silo_cgroup_free(c->cg);
+        silo_spec_free(c->spec);
+}
+
+/* Waits for the shim's "O" (VM up, container created) or its error. */
+static int wait_ready(struct vm_create *c, int fd, silo_error *err)
+{
+        char buf[SILO_ERROR_MAX + 2];
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int n;
+        do
+                n = poll(&p, 1, c->shim.params.boot_timeout_ms + API_TIMEOUT_MS);
+        while (n < 0 && errno == EINTR);
+        if (n == 0)
+                return silo_error_msg(err, ETIMEDOUT, "the VM shim did not report");
+        ssize_t k = read(fd, buf, sizeof(buf) - 1);
+        if (k <= 0)
+                return silo_error_msg(err, EIO, "the VM shim died while creating the container");
+        buf[k] = 0;
+        if (buf[0] == 'O')
+                return 0;
+        return silo_error_msg(err, EIO, "%s", buf + 1);
+}
+
+int silo_vm_container_create(const struct silo_runtime *rt, const char *id, const struct silo_create_options *opts,
+                             silo_error *err)
+{
+        return silo_vm_container_create_shim(rt, id, opts, false, NULL, err);
+}
+
+int silo_vm_container_create_shim(const struct silo_runtime *rt, const char *id,
+                                  const struct silo_create_options *opts, bool die_with_parent, pid_t *ret_pid,
+                                  silo_error *err)
+{
+        struct vm_create c = { .rt = rt, .id = id, .rootfd = -1, .statefd = -1 };
+        c.shim.listen_fd = c.shim.ready_fd = c.shim.tty_fd = -1;
+        c.shim.vm.rootfs_fd = -1;
+        int ready[2] = { -1, -1 };
+        int r = prepare(&c, opts, err);
+        if (r < 0)
+                goto fail;
+        r = silo_state_root_open(rt->state_root, true, &c.rootfd, err);
+        if (r < 0)
+                goto fail;
+        r = silo_state_dir_create(c.rootfd, id, &c.statefd, err);
+        if (r < 0)
+                goto fail;
+        c.state_created = true;
+        silo_rfc3339_now(c.created);
+        /* The host cgroup holds the shim and QEMU: stats, pause, and a
+         * delete that provably leaves no QEMU behind. */
+        r = silo_cgroup_create(&rt->cgroup, c.spec->cgroups_path, id, &c.cg, err);
+        if (r < 0) {
+                silo_error_prefix(err, "linux.cgroupsPath");
+                goto fail;
+        }
+        r = record(&c, SILO_STATE_CREATE, err);
+        if (r < 0)
+                goto fail;
+        int mark = openat(c.statefd, SILO_VM_CREATED_MARK, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (mark < 0) {
+                r = silo_error_set(err, errno, "create %s", SILO_VM_CREATED_MARK);
+                goto fail;
+        }
+        close(mark);
+        r = build_shim_config(&c, opts, err);
+        if (r < 0)
+                goto fail;
+        if (pipe2(ready, O_CLOEXEC) < 0) {
+                r = silo_error_set(err, errno, "pipe");
+                goto fail;
+        }
+        c.shim.ready_fd = ready[1];
+        silo_runtime_debug(rt, "%s: starting the VM shim (%s, %u MiB, %u vCPU)", id,
+                           silo_vm_accel_to_string(c.shim.params.accel), c.shim.params.mem_mb, c.shim.params.cpus);
+        c.pid = fork();
+        if (c.pid < 0) {
+                r = silo_error_set(err, errno, "fork the VM shim");
+                goto fail;
+        }
+        if (c.pid == 0) {
+                /* A foreground run takes its VM along however it dies. */
+                if (die_with_parent)
+                        prctl(PR_SET_PDEATHSIG, SIGKILL);
+                silo_cgroup_add_pid(c.cg, getpid(), NULL);
+                setsid();
+                silo_vm_shim_close_others(&c.shim);
+                silo_vm_shim_main(&c.shim);
+        }
+        silo_closep(&ready[1]);
+        c.shim.ready_fd = -1;
+        silo_closep(&c.shim.listen_fd);
+        r = wait_ready(&c, ready[0], err);
+        silo_closep(&ready[0]);
+        if (r < 0)
+                goto fail;
+        r = record(&c, SILO_STATE_IN_PLACE, err);
+        if (r == 0 && opts->pid_file)
+                r = silo_write_pid_file(opts->pid_file, c.pid, err);
+        if (r < 0)
+                goto fail;
+        silo_runtime_debug(rt, "%s: VM up, container created; shim pid %d", id, (int) c.pid);
+        if (ret_pid)
+                *ret_pid = c.pid;
+        create_done(&c);
+        return 0;
+fail:
+        silo_closep(&ready[0]);
+        silo_closep(&ready[1]);
+        if (c.pid > 0) {
+                kill(c.pid, SIGKILL);
+                while (waitpid(c.pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        }
+        if (c.cg) {
+                silo_cgroup_kill_all(c.cg, SIGKILL, NULL);
+                for (int i = 0; i < 1000; i++) {
+                        _cleanup_free_ pid_t *pids = NULL;
+                        size_t n = 0;
+                        if (silo_cgroup_pids(c.cg, &pids, &n, NULL) < 0 || n == 0)
+                                break;
+                        usleep(2000);
+                }
+                silo_cgroup_destroy(c.cg, NULL);
+        }
+        if (c.state_created)
+                silo_state_dir_remove(c.rootfd, id, NULL);
+        create_done(&c);
+        return r;
+}
+
+int silo_vm_container_start(int statefd, const struct silo_state *st, silo_error *err)
+{
+        enum silo_status status = silo_vm_status(statefd, st);
+        if (status != SILO_STATUS_CREATED)
+                return silo_error_msg(err, EINVAL, "cannot start container \"%s\": it is %s, not created", st->id,
+                                      silo_status_name(status));
+        _cleanup_json_ json_t *req = json_pack("{ss}", "Op", "start");
+        int r = req ? api_call(statefd, req, API_TIMEOUT_MS, NULL, err) : silo_error_set(err, ENOMEM, "start");
+        if (r < 0)
+                return silo_error_prefix(err, "start container \"%s\"", st->id);
+        unlinkat(statefd, SILO_VM_CREATED_MARK, 0);
+        return 0;
+}
+
+int silo_vm_container_kill(int statefd, const struct silo_state *st, int sig, bool all, silo_error *err)
+{
+        enum silo_status status = silo_vm_status(statefd, st);
+        if (status == SILO_STATUS_STOPPED || status == SILO_STATUS_CREATING)
+                return silo_error_msg(err, ESRCH, "container \"%s\" is not running", st->id);
+        if (sig == SIGKILL) {
+                /* The VM ends with its shim (QEMU has PDEATHSIG); the
+                 * container's exit status reads "killed by SIGKILL". */
+                _cleanup_close_ int pidfd = silo_pidfd_open_checked(st->pid, st->pid_start, err);
+                if (pidfd < 0)
+                        return silo_error_msg(err, ESRCH, "container \"%s\" is not running", st->id);
+                if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) < 0)
+                        return silo_error_set(err, errno, "kill the VM shim of %s", st->id);
+                return 0;
+        }
+        (void) all;     /* the guest runs nothing but the container: the init's signal is enough */
+        _cleanup_json_ json_t *req = json_pack("{sssi}", "Op", "signal", "Signal", sig);
+        return req ? api_call(statefd, req, API_TIMEOUT_MS, NULL, err) : silo_error_set(err, ENOMEM, "kill");
+}
+
+void silo_vm_container_before_delete(int statefd, const struct silo_state *st)
+{
+        enum silo_status status = silo_vm_status(statefd, st);
+        /* A paused VM cannot power off: the teardown kills it. */
+        if (status != SILO_STATUS_RUNNING && status != SILO_STATUS_CREATED)
+                return;
+        /* Let the shim power the guest off and copy mapped directories back. */
+        _cleanup_close_ int pidfd = silo_pidfd_open_checked(st->pid, st->pid_start, NULL);
+        _cleanup_json_ json_t *req = json_pack("{ss}", "Op", "shutdown");
+        if (pidfd >= 0 && req && api_call(statefd, req, 5000, NULL, NULL) == 0)
+                silo_pidfd_wait_exit(pidfd, 10000);
+}
+
+int silo_vm_container_stats(int statefd, const struct silo_state *st, json_t **ret, silo_error *err)
+{
+        (void) st;
+        _cleanup_json_ json_t *req = json_pack("{ss}", "Op", "stats");
+        if (!req)
+                return silo_error_set(err, ENOMEM, "stats");
+        int r = api_call(statefd, req, API_TIMEOUT_MS, ret, err);
+        if (r == 0)
+                json_object_del(*ret, "Result");
+        return r;
+}
+
+void silo_vm_stats_merge(int statefd, const struct silo_state *st, json_t *stats)
+{
+        _cleanup_json_ json_t *guest = NULL;
+        if (silo_vm_container_stats(statefd, st, &guest, NULL) < 0)
+                return;
+        json_t *memory = json_object_get(stats, "memory"), *usage = json_object_get(memory, "usage");
+        json_t *host_usage = json_object_get(usage, "usage");
+        json_t *vm = json_pack("{sO}", "guest", guest);
+        if (vm && host_usage)
+                json_object_set(vm, "hostMemoryBytes", host_usage);
+        if (vm)
+                json_object_set_new(stats, "vm", vm);
+        json_t *mem = json_object_get(guest, "ContainerMemoryBytes"), *pids = json_object_get(guest, "ContainerPids");
+        /* Without a memory controller on its cgroup, the guest's used memory
+         * stands for the container's: the VM runs nothing else. */
+        json_int_t total = json_integer_value(json_object_get(guest, "MemTotalKiB"));
+        json_int_t avail = json_integer_value(json_object_get(guest, "MemAvailableKiB"));
+        json_int_t bytes = json_is_integer(mem) && json_integer_value(mem) >= 0 ? json_integer_value(mem)
+                           : total > avail && avail >= 0 ? (total - avail) * 1024 : -1;
+        if (bytes >= 0 && json_is_object(usage))
+                json_object_set_new(usage, "usage", json_integer(bytes));
+        json_t *jpids = json_object_get(stats, "pids");
+        if (json_is_integer(pids) && json_integer_value(pids) >= 0 && json_is_object(jpids))
+                json_object_set(jpids, "current", pids);
+}
+
+/* Waits on an exec's connection for its exit, forwarding our signals
+ * (statefd >= 0) to the process over new connections. */
+static int exec_wait(int statefd, int conn, uint32_t pid, const sigset_t *fwd, int *ret_status, silo_error *err)
+{
+        _cleanup_close_ int sigfd = fwd ? signalfd(-1, fwd, SFD_CLOEXEC | SFD_NONBLOCK) : -1;
+        for (;;) {
+                struct pollfd p[2] = { { .fd = conn, .events = POLLIN }, { .fd = sigfd, .events = POLLIN } };
+                if (poll(p, 2, -1) < 0 && errno != EINTR)
+                        return silo_error_set(err, errno, "poll");
+                if (p[1].revents) {
+                        struct signalfd_siginfo si;
+                        if (read(sigfd, &si, sizeof(si)) == sizeof(si) && statefd >= 0) {
+                                _cleanup_json_ json_t *req = json_pack("{sssisI}", "Op", "signal", "Signal",
+                                                                       (int) si.ssi_signo, "ProcessId",
+                                                                       (json_int_t) pid);
+                                if (req)
+                                        api_call(statefd, req, API_TIMEOUT_MS, NULL, NULL);
+                        }
+                }
+                if (!p[0].revents)
+                        continue;
+                _cleanup_json_ json_t *reply = NULL;
+                int r = api_wait(conn, 0, &reply, err);
+                if (r < 0)
+                        return r;
+                json_t *code = json_object_get(reply, "ExitCode");
+                if (!json_is_integer(code))
+                        return silo_error_msg(err, EPROTO, "VM shim: exec reply without ExitCode");
+                *ret_status = (int) json_integer_value(code);
+                return 0;
+        }
+}
+
+int silo_vm_container_exec(int locked_statefd, const struct silo_state *st, json_t *process,
+                           const struct silo_exec_options *opts, int *ret_status, silo_error *err)
+{
+        *ret_status = 0;
+        /* Not holding the directory's lock while the process runs: other
+         * commands (state, kill, another exec) must get at the container. */
+        _cleanup_close_ int lockfd = locked_statefd;
+        _cleanup_close_ int statefd = openat(lockfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (statefd < 0)
+                return silo_error_set(err, errno, "open state directory");
+        enum silo_status status = silo_vm_status(lockfd, st);
+        if (status != SILO_STATUS_RUNNING)
+                return silo_error_msg(err, EINVAL, "cannot exec in container \"%s\": it is %s", st->id,
+                                      silo_status_name(status));
+        if (!json_is_object(process) || !json_is_array(json_object_get(process, "args")) ||
+            !json_array_size(json_object_get(process, "args")))
+                return silo_error_msg(err, EINVAL, "process.args: must name at least the program to run");
+        bool tty = json_is_true(json_object_get(process, "terminal"));
+        if (tty && !opts->console_socket)
+                return silo_error_msg(err, EOPNOTSUPP, "VM isolation: exec --tty needs --console-socket");
+        _cleanup_close_ int slave = -1;
+        if (tty) {
+                int r = host_pty(opts->console_socket, process, &slave, err);
+                if (r < 0)
+                        return r;
+        }
+        _cleanup_close_ int conn = api_connect(statefd, err);
+        if (conn < 0)
+                return conn;
+        _cleanup_json_ json_t *req = json_pack("{sssO}", "Op", "exec", "Process", process);
+        int fds[3] = { STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO };
+        if (tty)
+                fds[0] = slave;
+        int r = req ? api_send(conn, req, fds, tty ? 1 : 3, err) : silo_error_set(err, ENOMEM, "exec");
+        silo_closep(&slave);
+        slave = -1;
+        _cleanup_json_ json_t *reply = NULL;
+        if (r == 0)
+                r = api_wait(conn, API_TIMEOUT_MS, &reply, err);
+        if (r < 0)
+                return silo_error_prefix(err, "exec in container \"%s\"", st->id);
+        uint32_t pid = (uint32_t) json_integer_value(json_object_get(reply, "ProcessId"));
+        silo_closep(&lockfd);
+        lockfd = -1;
+
+        if (opts->detach) {
+                /* A small waiter stands for the process on the host: its pid
+                 * goes to --pid-file and its exit status is the process's. */
+                pid_t w = fork();
+                if (w < 0)
+                        return silo_error_set(err, errno, "fork");
+                if (w == 0) {
+                        long max = sysconf(_SC_OPEN_MAX);
+                        for (int fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+                                if (fd != conn)
+                                        close(fd);
+                        int code = 255;
+                        exec_wait(-1, conn, pid, NULL, &code, NULL);
+                        _exit(code);
+                }
+                return opts->pid_file ? silo_write_pid_file(opts->pid_file, w, err) : 0;
+        }
+        if (opts->pid_file) {
+                r = silo_write_pid_file(opts->pid_file, getpid(), err);
+                if (r < 0)
+                        return r;
+        }
+        sigset_t fwd, old;
+        silo_forwarded_signals(&fwd);
+        sigdelset(&fwd, SIGCHLD);
+        sigprocmask(SIG_BLOCK, &fwd, &old);
+        r = exec_wait(statefd, conn, pid, &fwd, ret_status, err);
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait(&fwd, NULL, &zero) > 0)
+                ;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return r;
+}
+
+int silo_vm_container_dispatch_create(const struct silo_runtime *rt, const char *id,
+                                      const struct silo_create_options *opts, bool *ret_handled, silo_error *err)
+{
+        *ret_handled = false;
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof(path), "%s/config.json", opts->bundle ? opts->bundle : ".") >= (int) sizeof(path))
+                return 0;       /* create reports it */
+        _cleanup_json_ json_t *config = NULL;
+        if (silo_json_load_file_at(AT_FDCWD, path, SILO_CONFIG_MAX_BYTES, &config, NULL) < 0 ||
+            !silo_vm_wanted(config))
+                return 0;
+        *ret_handled = true;
+        return silo_vm_container_create(rt, id, opts, err);
+}

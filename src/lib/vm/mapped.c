@@ -1,0 +1,290 @@
+/* Mapped directories: the bind mounts of a VM container's config become
+ * disk images on extra virtio-blk devices, since the guest kernel has no 9p
+ * and the host no virtiofsd (docs/VM.md).  A read-only bind is an erofs
+ * snapshot of the source; a read-write bind is an ext4 image (no journal)
+ * that starts as a copy of the source and is copied back into it after
+ * the VM stopped.  Each image is unlinked as soon as it is open. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+#include "vm/vm.h"
+
+#define RW_IMAGE_MIN_BYTES (1024ll * 1024 * 1024)      /* sparse: costs only what is written */
+#define TREE_WALK_MAX_ENTRIES 200000
+
+int silo_vm_run_tool(char *const argv[], int keep_fd, silo_error *err)
+{
+        pid_t pid = fork();
+        if (pid < 0)
+                return silo_error_set(err, errno, "fork %s", argv[0]);
+        if (pid == 0) {
+                int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+                if (devnull >= 0) {
+                        dup2(devnull, 0);
+                        dup2(devnull, 1);
+                        dup2(devnull, 2);
+                }
+                if (keep_fd >= 0)
+                        fcntl(keep_fd, F_SETFD, 0);
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return silo_error_set(err, errno, "waitpid %s", argv[0]);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return silo_error_msg(err, EIO, "%s failed (status %d%s)", argv[0],
+                                      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+                                      WIFEXITED(status) && WEXITSTATUS(status) == 127 ? ", is it installed?" : "");
+        return 0;
+}
+
+int silo_vm_tempdir(char ret[PATH_MAX], silo_error *err)
+{
+        const char *tmp = getenv("TMPDIR");
+        if (snprintf(ret, PATH_MAX, "%s/silo-vm-XXXXXX", tmp && *tmp == '/' ? tmp : "/tmp") >= PATH_MAX) {
+                ret[0] = 0;
+                return silo_error_msg(err, ENAMETOOLONG, "TMPDIR too long");
+        }
+        if (!mkdtemp(ret)) {
+                int r = silo_error_set(err, errno, "mkdtemp %s", ret);
+                ret[0] = 0;
+                return r;
+        }
+        return 0;
+}
+
+static void remove_tree(const char *path)
+{
+        char *const argv[] = { "rm", "-rf", "--one-file-system", (char *) path, NULL };
+        silo_vm_run_tool(argv, -1, NULL);
+}
+
+static __thread long long walk_bytes;
+static __thread long walk_entries;
+
+static int add_size(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+        (void) path, (void) type, (void) ftw;
+        walk_bytes += st->st_size + 4096;
+        return ++walk_entries > TREE_WALK_MAX_ENTRIES;
+}
+
+/* Builds the image of directory `source` and returns an open fd to it. */
+static int build_image(const char *source, bool readonly, int *ret_fd, silo_error *err)
+{
+        char dir[PATH_MAX], image[PATH_MAX + 8];
+        int r = silo_vm_tempdir(dir, err);
+        if (r < 0)
+                return r;
+        snprintf(image, sizeof(image), "%s/image", dir);
+        if (readonly) {
+                char *const argv[] = { "mkfs.erofs", "--quiet", "-x-1", image, (char *) source, NULL };
+                r = silo_vm_run_tool(argv, -1, err);
+        } else {
+                walk_bytes = 0;
+                walk_entries = 0;
+                nftw(source, add_size, 32, FTW_PHYS | FTW_MOUNT);
+                long long size = 2 * walk_bytes > RW_IMAGE_MIN_BYTES ? 2 * walk_bytes : RW_IMAGE_MIN_BYTES;
+                char sizearg[32];
+                snprintf(sizearg, sizeof(sizearg), "%lldk", size / 1024);
+                /* No journal: the guest syncs before powering off and the host
+                 * reads the image back without replaying anything. */
+                char *const argv[] = { "mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-d", (char *) source, image,
+                                       sizearg, NULL };
+                r = silo_vm_run_tool(argv, -1, err);
+        }
+        int fd = -1;
+        if (r == 0) {
+                fd = open(image, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW);
+                if (fd < 0)
+                        r = silo_error_set(err, errno, "open %s", image);
+        }
+        unlink(image);
+        rmdir(dir);
+        if (r < 0)
+                return r;
+        *ret_fd = fd;
+        return 0;
+}
+
+static bool is_bind(json_t *m)
+{
+        const char *type = json_string_value(json_object_get(m, "type"));
+        bool bind = type && !strcmp(type, "bind");
+        json_t *opts = json_object_get(m, "options");
+        for (size_t k = 0; json_is_array(opts) && k < json_array_size(opts); k++) {
+                const char *o = json_string_value(json_array_get(opts, k));
+                bind |= o && (!strcmp(o, "bind") || !strcmp(o, "rbind"));
+        }
+        return bind;
+}
+
+static bool is_readonly(json_t *m)
+{
+        json_t *opts = json_object_get(m, "options");
+        bool ro = false;
+        for (size_t k = 0; json_is_array(opts) && k < json_array_size(opts); k++) {
+                const char *o = json_string_value(json_array_get(opts, k));
+                if (o && !strcmp(o, "ro"))
+                        ro = true;
+                else if (o && !strcmp(o, "rw"))
+                        ro = false;
+        }
+        return ro;
+}
+
+/* A file bind: the image of a directory holding a copy of the file. */
+static int file_image(struct silo_vm_mapping *mp, silo_error *err)
+{
+        char dir[PATH_MAX], copy[PATH_MAX + NAME_MAX + 2];
+        int r = silo_vm_tempdir(dir, err);
+        if (r < 0)
+                return r;
+        snprintf(copy, sizeof(copy), "%s/%s", dir, mp->file_name);
+        char *const argv[] = { "cp", "-a", "--", mp->host_path, copy, NULL };
+        r = silo_vm_run_tool(argv, -1, err);
+        if (r == 0)
+                r = build_image(dir, mp->readonly, &mp->fd, err);
+        remove_tree(dir);
+        return r;
+}
+
+static int map_one(const struct silo_runtime *rt, json_t *mounts, size_t i, const char *bundle,
+                   struct silo_vm_mappings *maps, json_t *mapped, silo_error *err)
+{
+        json_t *m = json_array_get(mounts, i);
+        const char *src = json_string_value(json_object_get(m, "source"));
+        const char *dst = json_string_value(json_object_get(m, "destination"));
+        if (!src || !dst)
+                return silo_error_msg(err, EINVAL, "mounts[%zu]: a bind mount needs a source and a destination", i);
+        if (maps->n >= SILO_VM_MAX_DISKS)
+                return silo_error_msg(err, E2BIG, "mounts: VM isolation maps at most %d bind mounts",
+                                      SILO_VM_MAX_DISKS);
+        struct silo_vm_mapping *mp = &maps->m[maps->n];
+        *mp = (struct silo_vm_mapping) { .fd = -1, .readonly = is_readonly(m) };
+        char joined[PATH_MAX];
+        if (snprintf(joined, sizeof(joined), "%s/%s", src[0] == '/' ? "" : bundle, src) >= (int) sizeof(joined))
+                return silo_error_msg(err, ENAMETOOLONG, "mounts[%zu]: bind source too long", i);
+        if (!realpath(joined, mp->host_path))
+                return silo_error_set(err, errno, "mounts[%zu]: bind source %s", i, src);
+        struct stat st;
+        if (stat(mp->host_path, &st) < 0)
+                return silo_error_set(err, errno, "mounts[%zu]: stat %s", i, mp->host_path);
+        if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
+                /* Sockets and devices of the host mean nothing inside the VM. */
+                if (rt && rt->warn) {
+                        char msg[PATH_MAX + 128];
+                        snprintf(msg, sizeof(msg), "VM isolation: bind mount of %s (not a file or directory) left out",
+                                 mp->host_path);
+                        rt->warn(rt->userdata, msg);
+                }
+                json_array_remove(mounts, i);
+                return 0;
+        }
+        int r;
+        if (S_ISREG(st.st_mode)) {
+                const char *slash = strrchr(mp->host_path, '/');
+                snprintf(mp->file_name, sizeof(mp->file_name), "%s", slash ? slash + 1 : mp->host_path);
+                mp->is_file = true;
+                r = file_image(mp, err);
+        } else {
+                r = build_image(mp->host_path, mp->readonly, &mp->fd, err);
+        }
+        if (r < 0)
+                return silo_error_prefix(err, "mounts[%zu]: mapping %s into the VM", i, mp->host_path);
+        unsigned idx = maps->n++;
+        char guest_src[PATH_MAX + 64], serial[32];
+        snprintf(guest_src, sizeof(guest_src), "/run/mapped/%u%s%s", idx, mp->is_file ? "/" : "",
+                 mp->is_file ? mp->file_name : "");
+        snprintf(serial, sizeof(serial), SILO_VM_MAPPED_SERIAL "%u", idx);
+        if (json_object_set_new(m, "source", json_string(guest_src)) < 0 ||
+            json_array_append_new(mapped, json_pack("{ss sb sI sI si}", "Serial", serial, "ReadOnly", mp->readonly,
+                                                    "Uid", (json_int_t) st.st_uid, "Gid", (json_int_t) st.st_gid,
+                                                    "Mode", (int) (st.st_mode & 07777))) < 0)
+                return silo_error_set(err, ENOMEM, "mapped directories");
+        return 0;
+}
+
+int silo_vm_map_binds(const struct silo_runtime *rt, json_t *config, const char *bundle,
+                      struct silo_vm_mappings *ret, json_t **ret_mapped, silo_error *err)
+{
+        ret->n = 0;
+        _cleanup_json_ json_t *mapped = json_array();
+        if (!mapped)
+                return silo_error_set(err, ENOMEM, "mapped directories");
+        json_t *mounts = json_object_get(config, "mounts");
+        size_t n = json_is_array(mounts) ? json_array_size(mounts) : 0;
+        /* Forwards (disk numbers follow the config's order); a removed mount shifts the rest. */
+        for (size_t i = 0; i < n;) {
+                if (!is_bind(json_array_get(mounts, i))) {
+                        i++;
+                        continue;
+                }
+                int r = map_one(rt, mounts, i, bundle, ret, mapped, err);
+                if (r < 0) {
+                        silo_vm_mappings_done(ret);
+                        return r;
+                }
+                if (json_array_size(mounts) < n)
+                        n--;
+                else
+                        i++;
+        }
+        *ret_mapped = TAKE_PTR(mapped);
+        return 0;
+}
+
+void silo_vm_mappings_done(struct silo_vm_mappings *m)
+{
+        for (unsigned i = 0; i < m->n; i++)
+                silo_closep(&m->m[i].fd);
+        m->n = 0;
+}
+
+int silo_vm_mappings_copy_back(struct silo_vm_mappings *m, silo_error *err)
+{
+        int ret = 0;
+        for (unsigned i = 0; i < m->n; i++) {
+                struct silo_vm_mapping *mp = &m->m[i];
+                if (mp->readonly || mp->fd < 0)
+                        continue;
+                char dir[PATH_MAX] = "", image[64], cmd[PATH_MAX + 32], from[PATH_MAX + NAME_MAX + 2];
+                silo_error e = SILO_ERROR_INIT;
+                int r = silo_vm_tempdir(dir, &e);
+                if (r == 0) {
+                        snprintf(image, sizeof(image), "/proc/self/fd/%d", mp->fd);
+                        snprintf(cmd, sizeof(cmd), "rdump / %s", dir);
+                        char *const dump[] = { "debugfs", "-R", cmd, image, NULL };
+                        r = silo_vm_run_tool(dump, mp->fd, &e);
+                }
+                if (r == 0) {
+                        /* Adds and overwrites in place (bind semantics: the same inodes). */
+                        if (mp->is_file)
+                                snprintf(from, sizeof(from), "%s/%s", dir, mp->file_name);
+                        else
+                                snprintf(from, sizeof(from), "%s/.", dir);
+                        char lost[PATH_MAX + 16];
+                        snprintf(lost, sizeof(lost), "%s/lost+found", dir);
+                        rmdir(lost);
+                        char *const copy[] = { "cp", "-a", "--no-target-directory", "--", from, mp->host_path, NULL };
+                        r = silo_vm_run_tool(copy, -1, &e);
+                }
+                if (dir[0])
+                        remove_tree(dir);
+                if (r < 0 && ret == 0)
+                        ret = silo_error_msg(err, -r, "copying the VM's changes back to %s: %s", mp->host_path,
+                                             e.message);
+        }
+        return ret;
+}
