@@ -46,6 +46,12 @@ void ctr_free(struct ctr *ct)
                 return;
         silo_close_reset(&ct->monitor_pidfd);
         free(ct->name);
+        while (ct->retired_names) {
+                struct retired_name *rn = ct->retired_names;
+                ct->retired_names = rn->next;
+                free(rn->name);
+                free(rn);
+        }
         free(ct->dir);
         json_decref(ct->record);
         free(ct);
@@ -89,6 +95,12 @@ struct ctr *ctr_lookup(struct silod *d, const char *ref)
                 ct->refs++;
         pthread_mutex_unlock(&d->lock);
         return ct;
+}
+
+bool ctr_vm_isolated(const struct ctr *ct)
+{
+        const char *iso = json_string_value(json_object_get(json_object_get(ct->record, "HostConfig"), "Isolation"));
+        return iso && (strcasecmp(iso, "hyperv") == 0 || strcasecmp(iso, "vm") == 0);
 }
 
 bool ctr_tty(const struct ctr *ct)
@@ -595,8 +607,15 @@ static unsigned stop_container(struct silod *d, struct MHD_Connection *c, struct
         json_t *stop_timeout = json_object_get(config, "StopTimeout");
         long timeout = json_is_integer(stop_timeout) ? (long) json_integer_value(stop_timeout) : 10;
         const char *t = query(c, "t");
-        if (t && *t)
-                timeout = strtol(t, NULL, 10);
+        if (t && *t) {
+                char *end = NULL;
+                errno = 0;
+                timeout = strtol(t, &end, 10);
+                if (*end || errno) {
+                        snprintf(msg, msg_size, "invalid value for \"t\": %s", t);
+                        return 400;
+                }
+        }
         if (timeout < 0 || timeout > 3600)
                 timeout = 10;
         int sig = parse_signal(json_string_value(json_object_get(config, "StopSignal")));
@@ -853,7 +872,7 @@ enum MHD_Result handle_containers(struct silod *d, struct MHD_Connection *c, str
         else if (post && strcmp(action, "exec") == 0)
                 r = handle_exec_create(d, c, req, ct);
         else if (post && strcmp(action, "attach") == 0)
-                r = handle_attach(d, c, ct);
+                r = handle_attach(d, c, req, ct);
         else if (post && strcmp(action, "resize") == 0)
                 r = container_resize(d, c, ct);
         else if (get && strcmp(action, "top") == 0)

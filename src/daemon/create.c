@@ -22,7 +22,7 @@
 extern char **environ;
 
 #ifndef SILOD_VM_ISOLATION
-#define SILOD_VM_ISOLATION 0
+#define SILOD_VM_ISOLATION 1
 #endif
 
 /* ---- create ---- */
@@ -39,6 +39,7 @@ struct create_body {
         bool tty;
         json_t *host_config;
         json_t *volumes;                /* Config.Volumes: anonymous volumes (-v /path) */
+        json_t *labels;                 /* only type-checked: kept in the record as sent */
 };
 
 static int parse_cmd(json_t *v, const char *path, void *field, silo_error *err)
@@ -68,6 +69,7 @@ static const struct silo_json_field create_fields[] = {
         { "OpenStdin", SILO_JSON_BOOL, offsetof(struct create_body, open_stdin), SILO_JSON_NULLABLE },
         { "HostConfig", SILO_JSON_OBJECT, offsetof(struct create_body, host_config), SILO_JSON_NULLABLE },
         { "Volumes", SILO_JSON_OBJECT, offsetof(struct create_body, volumes), SILO_JSON_NULLABLE },
+        { "Labels", SILO_JSON_OBJECT, offsetof(struct create_body, labels), SILO_JSON_NULLABLE },
         {}
 };
 
@@ -180,14 +182,40 @@ enum MHD_Result container_create(struct silod *d, struct MHD_Connection *c, stru
         /* THE isolation switch: `hyperv`/`vm` become the bundle annotation
          * io.silo.isolation=vm (set in adjust_spec), which the library's
          * silo_container_create/start run in a utility VM (docs/VM.md).
-         * SILOD_VM_ISOLATION keeps it off (501) until that path is proven. */
-        bool vm = isolation && (strcmp(isolation, "hyperv") == 0 || strcmp(isolation, "vm") == 0);
+         * Building with SILOD_VM_ISOLATION=0 turns it off (501). */
+        bool vm = isolation && (strcasecmp(isolation, "hyperv") == 0 || strcasecmp(isolation, "vm") == 0);
         if (vm && !SILOD_VM_ISOLATION)
                 return reply_error(c, 501, "HostConfig.Isolation: \"%s\" is not available yet (process and default "
                                            "are)", isolation);
-        if (isolation && *isolation && !vm && strcmp(isolation, "process") != 0 && strcmp(isolation, "default") != 0)
+        if (isolation && *isolation && !vm && strcasecmp(isolation, "process") != 0 &&
+            strcasecmp(isolation, "default") != 0)
                 return reply_error(c, 400, "HostConfig.Isolation: invalid isolation \"%s\" (process, default, "
                                            "hyperv and vm are known)", isolation);
+        if (vm) {
+                /* The utility VM has no network device yet: the container gets
+                 * loopback only.  Docker's implicit default becomes none; an
+                 * explicit network is an error rather than silently absent. */
+                const char *mode = json_string_value(json_object_get(b.host_config, "NetworkMode"));
+                if (mode && *mode && strcmp(mode, "default") != 0 && strcmp(mode, "bridge") != 0 &&
+                    strcmp(mode, "none") != 0)
+                        return reply_error(c, 400, "HostConfig.NetworkMode: \"%s\" is not available with "
+                                                   "Isolation \"%s\": VM-isolated containers have loopback only "
+                                                   "(use --network none)", mode, isolation);
+                if (json_array_size(json_object_get(b.host_config, "PortBindings")) ||
+                    json_object_size(json_object_get(b.host_config, "PortBindings")))
+                        return reply_error(c, 400, "HostConfig.PortBindings: published ports are not available "
+                                                   "with Isolation \"%s\" (the VM has no network device)",
+                                           isolation);
+                bool implicit = !mode || strcmp(mode, "none") != 0;   /* read before it is replaced */
+                if (!json_is_object(b.host_config)) {
+                        b.host_config = json_object();
+                        json_object_set_new(body, "HostConfig", b.host_config);
+                }
+                json_object_set_new(b.host_config, "NetworkMode", json_string("none"));
+                if (implicit)
+                        json_array_append_new(warnings, json_string("VM-isolated containers have loopback only: "
+                                                                    "NetworkMode is none"));
+        }
 
         char id[65];
         silo_random_hex(id, 64);
@@ -271,6 +299,11 @@ enum MHD_Result container_create(struct silod *d, struct MHD_Connection *c, stru
                         .hostname = b.hostname && *b.hostname ? b.hostname : id,
                         .terminal = b.tty,
                         .readonly = json_is_true(json_object_get(b.host_config, "ReadonlyRootfs")),
+                        /* adjust_spec() rewrites it durably right after. */
+                        .no_sync = true,
+                        /* As podman does for --rm: no syncfs of the host's
+                         * filesystem when its overlay is unmounted. */
+                        .volatile_rootfs = json_is_true(json_object_get(b.host_config, "AutoRemove")),
                 };
                 char short_host[13];
                 if (o.hostname == id) {
@@ -408,7 +441,7 @@ int ctr_start(struct silod *d, struct ctr *ct, silo_error *err)
                 unlinkat(dirfd, SILO_ENGINE_STARTED, 0);
                 unlinkat(dirfd, SILO_ENGINE_PIDFILE, 0);
         }
-        if (r == 0)
+        if (r == 0 && !ctr_vm_isolated(ct))
                 r = networks_container_start(d, ct, err);
         pid_t pid = 0;
         if (r == 0)

@@ -18,11 +18,29 @@
 
 #define EVENTS_FILTER_MAX 64            /* values per filter key */
 
+/* Kept serialized: a jansson object of a dozen small strings costs several
+ * KiB of heap, a compact line a few hundred bytes.  A filtered stream parses
+ * the lines it scans; an unfiltered one sends them as they are.  Lines live
+ * in the slots themselves (one allocation for the whole ring, outside the
+ * heap: long-lived lines scattered among requests' short-lived allocations
+ * would pin heap pages that malloc_trim could otherwise give back); only a
+ * longer one (many labels) is allocated on its own. */
+#define EVENT_INLINE 480
+
 struct silod_event {
         uint64_t seq;
         int64_t time_ns;
-        json_t *msg;                    /* the message as sent */
+        char *line;                     /* the message as sent, compact JSON without newline: */
+        size_t len;                     /* slot->text, or allocated when longer */
+        char text[EVENT_INLINE];
 };
+
+static void event_clear(struct silod_event *e)
+{
+        if (e->line != e->text)
+                free(e->line);
+        e->line = NULL;
+}
 
 static int64_t now_ns(void)
 {
@@ -43,7 +61,7 @@ void events_free(struct silod *d)
 {
         if (d->events)
                 for (size_t i = 0; i < SILOD_EVENTS_MAX; i++)
-                        json_decref(d->events[i].msg);
+                        event_clear(&d->events[i]);
         free(d->events);
         d->events = NULL;
         pthread_mutex_destroy(&d->events_lock);
@@ -85,8 +103,24 @@ void events_emit(struct silod *d, const char *type, const char *action, const ch
         json_object_set_new(msg, "time", json_integer((json_int_t) (t / 1000000000)));
         json_object_set_new(msg, "timeNano", json_integer((json_int_t) t));
         struct silod_event *e = &d->events[d->events_next % SILOD_EVENTS_MAX];
-        json_decref(e->msg);
-        *e = (struct silod_event) { .seq = d->events_next++, .time_ns = t, .msg = msg };
+        event_clear(e);
+        size_t need = json_dumpb(msg, NULL, 0, JSON_COMPACT);
+        char *line = need == 0 ? NULL : need <= sizeof(e->text) ? e->text : malloc(need);
+        if (line && json_dumpb(msg, line, need, JSON_COMPACT) != need) {
+                if (line != e->text)
+                        free(line);
+                line = NULL;
+        }
+        json_decref(msg);
+        if (!line) {
+                e->seq = 0;
+                pthread_mutex_unlock(&d->events_lock);
+                return;
+        }
+        e->seq = d->events_next++;
+        e->time_ns = t;
+        e->line = line;
+        e->len = need;
         pthread_cond_broadcast(&d->events_cond);
         pthread_mutex_unlock(&d->events_lock);
 }
@@ -399,12 +433,8 @@ static bool event_matches(json_t *filters, json_t *msg)
         return true;
 }
 
-static bool append_pending(struct events_reader *r, json_t *msg)
+static bool append_pending(struct events_reader *r, const char *line, size_t n)
 {
-        _cleanup_free_ char *line = json_dumps(msg, JSON_COMPACT);
-        if (!line)
-                return false;
-        size_t n = strlen(line);
         char *nb = realloc(r->pending, r->pending_len + n + 1);
         if (!nb)
                 return false;
@@ -424,13 +454,18 @@ static bool collect_locked(struct events_reader *r)
                 r->next = d->events_next - SILOD_EVENTS_MAX;    /* overtaken: those are gone */
         for (; r->next < d->events_next; r->next++) {
                 struct silod_event *e = &d->events[r->next % SILOD_EVENTS_MAX];
-                if (e->seq != r->next || !e->msg)
+                if (e->seq != r->next || !e->line)
                         continue;
                 if (r->until_ns && e->time_ns > r->until_ns)
                         return true;
                 if (r->since_ns && e->time_ns < r->since_ns)
                         continue;
-                if (event_matches(r->filters, e->msg) && !append_pending(r, e->msg))
+                bool match = true;
+                if (json_object_size(r->filters) > 0) {
+                        _cleanup_json_ json_t *msg = json_loadb(e->line, e->len, 0, NULL);
+                        match = msg && event_matches(r->filters, msg);
+                }
+                if (match && !append_pending(r, e->line, e->len))
                         break;
         }
         return r->until_ns && now_ns() > r->until_ns;

@@ -257,6 +257,7 @@ struct exec_session {
         MHD_socket sock;                /* the hijacked connection, -1 detached */
         struct MHD_UpgradeResponseHandle *urh;
         bool stdin_wanted;
+        bool stdin_eof;                 /* the client half-closed or left: stdin is at its end */
         char inbuf[16384];              /* client bytes not yet taken by the process */
         size_t in_len, in_off;
 };
@@ -307,6 +308,25 @@ static bool send_frame(int sock, int stream, const char *data, size_t len)
         return send_all(sock, hdr, sizeof(hdr)) && send_all(sock, data, len);
 }
 
+/* The client left: its stdin ends (a pipe closes, a terminal gets its EOF
+ * character, now or when the master arrives), the process goes on. */
+static void session_stdin_eof(struct exec_session *s)
+{
+        if (s->stdin_eof)
+                return;
+        s->stdin_eof = true;
+        silo_close_reset(&s->in);
+        if (s->e->tty && s->master >= 0 && s->stdin_wanted)
+                (void) !write(s->master, "\004", 1);
+}
+
+static void session_client_gone(struct exec_session *s)
+{
+        s->sock = -1;
+        s->in_len = s->in_off = 0;
+        session_stdin_eof(s);
+}
+
 /* Output to the client: raw with a terminal, stdcopy-framed without. */
 static void session_output(struct exec_session *s, int stream, const char *data, size_t len)
 {
@@ -314,7 +334,7 @@ static void session_output(struct exec_session *s, int stream, const char *data,
                 return;
         bool ok = s->e->tty ? send_all(s->sock, data, len) : send_frame(s->sock, stream, data, len);
         if (!ok)
-                s->sock = -1;   /* the client left; the process goes on */
+                session_client_gone(s);         /* the process goes on */
 }
 
 /* One read from fd to the client; false at EOF/EIO (the fd is done). */
@@ -371,6 +391,8 @@ static void session_got_master(struct exec_session *s, int master)
         }
         s->e->master = master;
         pthread_mutex_unlock(&d->lock);
+        if (s->stdin_eof && s->stdin_wanted)
+                (void) !write(master, "\004", 1);
 }
 
 /* Client bytes: to the stdin pipe or the terminal, never blocking the
@@ -385,11 +407,11 @@ static void session_input(struct exec_session *s, bool *client_eof)
                         /* Half-close: the end of stdin.  A pipe closes; a
                          * terminal gets its EOF character, as a keyboard would. */
                         *client_eof = true;
-                        if (n < 0)
-                                s->sock = -1;
-                        if (s->e->tty && s->master >= 0 && s->stdin_wanted)
-                                (void) !write(s->master, "\004", 1);
-                        silo_close_reset(&s->in);
+                        if (n < 0) {
+                                session_client_gone(s);
+                                return;
+                        }
+                        session_stdin_eof(s);
                         return;
                 }
                 if (!s->stdin_wanted)
@@ -482,7 +504,7 @@ static void *exec_session_thread(void *userdata)
                                 session_got_master(s, master);
                 }
                 if (s->sock >= 0 && (p[5].revents & (POLLHUP | POLLERR)) && !(p[5].revents & POLLIN))
-                        s->sock = -1;   /* gone: the process goes on, output is dropped */
+                        session_client_gone(s); /* the process goes on, output is dropped */
                 else if (p[5].revents || p[6].revents)
                         session_input(s, &client_eof);
                 if (!exited && p[4].revents) {
@@ -539,13 +561,33 @@ static void session_run(struct exec_session *s)
         }
 }
 
+/* The client left before the upgrade: the exec runs unattended. */
+static void exec_abandoned(void *cls)
+{
+        struct exec_session *s = cls;
+        struct silod *d = s->d;
+        pthread_mutex_lock(&d->lock);
+        bool stopping = d->stopping;
+        pthread_mutex_unlock(&d->lock);
+        /* MHD_stop_daemon() closing connections: no new thread may outlive
+         * the exec records it would use. */
+        if (stopping) {
+                session_free(s);
+                return;
+        }
+        session_client_gone(s);
+        session_run(s);
+}
+
 static void exec_upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra_in,
                           size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
 {
         (void) c;
-        (void) con_cls;
         (void) extra_in;
         (void) extra_in_size;
+        struct request *req = con_cls;
+        if (req)
+                req->abandoned = NULL;
         struct exec_session *s = cls;
         s->sock = sock;
         s->urh = urh;
@@ -764,6 +806,8 @@ static enum MHD_Result exec_start(struct silod *d, struct MHD_Connection *c, str
                                 e->tty ? "application/vnd.docker.raw-stream"
                                        : "application/vnd.docker.multiplexed-stream");
         add_common_headers(resp);
+        req->abandoned = exec_abandoned;
+        req->abandoned_cls = s;
         enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
         MHD_destroy_response(resp);
         return ret;

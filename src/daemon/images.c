@@ -187,6 +187,10 @@ static enum MHD_Result image_tag(struct silod *d, struct MHD_Connection *c, cons
         const char *repo = query(c, "repo"), *tag = query(c, "tag");
         if (!repo || !*repo)
                 return reply_error(c, 400, "repo: required");
+        /* A tag names a repository, never a digest (docker refuses it too). */
+        if (strchr(repo, '@') || (tag && strchr(tag, '@')))
+                return reply_error(c, 400, "invalid reference format: refusing to create a tag with a digest: %s%s%s",
+                                   repo, tag && *tag ? ":" : "", tag ? tag : "");
         _cleanup_free_ char *target = NULL;
         if (asprintf(&target, "%s:%s", repo, tag && *tag ? tag : "latest") < 0)
                 return MHD_NO;

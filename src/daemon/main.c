@@ -48,6 +48,8 @@ static void request_end(void *cls, struct MHD_Connection *c, void **con_cls, enu
         struct request *req = *con_cls;
         if (!req)
                 return;
+        if (req->abandoned)
+                req->abandoned(req->abandoned_cls);
         free(req->body);
         if (req->upload_fd >= 0)
                 close(req->upload_fd);
@@ -472,6 +474,7 @@ int main(int argc, char **argv)
         if (tcp_fd >= 0)
                 close(tcp_fd);
         tls_free(&tls);
+        networks_shutdown(&d);
         containers_free(&d);
         networks_free(&d);
         execs_free(&d);

@@ -261,8 +261,11 @@ enum MHD_Result container_rename(struct silod *d, struct MHD_Connection *c, stru
                 return reply_error(c, 400, "Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
                                    name);
         char *copy = strdup(name);
-        if (!copy)
+        _cleanup_free_ struct retired_name *retired = calloc(1, sizeof(*retired));
+        if (!copy || !retired) {
+                free(copy);
                 return reply_error(c, 500, "out of memory");
+        }
         pthread_mutex_lock(&d->lock);
         if (strcmp(ct->name, name) == 0) {
                 pthread_mutex_unlock(&d->lock);
@@ -305,8 +308,11 @@ enum MHD_Result container_rename(struct silod *d, struct MHD_Connection *c, stru
         }
         json_decref(old_name);
         events_container(d, ct, "rename", json_pack("{s:s, s:s+}", "name", name, "oldName", "/", ct->name));
-        free(ct->name);
-        ct->name = copy;
+        /* Readers without the lock may still hold the old pointer. */
+        retired->name = ct->name;
+        retired->next = ct->retired_names;
+        ct->retired_names = TAKE_PTR(retired);
+        __atomic_store_n(&ct->name, copy, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&d->changed);
         pthread_mutex_unlock(&d->lock);
         return reply_empty(c, 204);

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "image/image.h"
 #include "net/net.h"
 #include "silod.h"
 #include "storage/digest.h"
@@ -210,14 +212,23 @@ static int collect_ports(const struct net_settings *s, json_t *config, silo_net_
                                 p.host_ip = a.s_addr;
                         }
                         if (hp && *hp) {
+                                /* "8000" or "8000-8010" (the CLI's -p 8000-8010:80: any free one). */
                                 char *end;
                                 errno = 0;
-                                unsigned long hport = strtoul(hp, &end, 10);
+                                unsigned long hport = strtoul(hp, &end, 10), last = 0;
+                                if (!errno && end != hp && *end == '-') {
+                                        const char *second = end + 1;
+                                        last = strtoul(second, &end, 10);
+                                        if (end == second || last < hport || last > 65535)
+                                                errno = EINVAL;
+                                }
                                 if (errno || end == hp || hport < 1 || hport > 65535 || *end)
                                         return silo_error_msg(err, EINVAL,
                                                               "HostConfig.PortBindings.%s[%zu].HostPort: '%s' is not a "
-                                                              "port (1-65535)", key, i, hp);
+                                                              "port (1-65535) or a range of ports", key, i, hp);
                                 p.host_port = (uint16_t) hport;
+                                if (last > hport)
+                                        p.host_port_last = (uint16_t) last;
                         }
                         r = add_port(&v, &n, &p, err);
                         if (r < 0)
@@ -272,6 +283,43 @@ static bool network_exists(struct networks *nw, const char *lib, silo_error *err
 
 /* ---- create: validate and record ---- */
 
+/* -P publishes the image's ExposedPorts too: merged into the record's
+ * Config.ExposedPorts (as Docker's container config shows them), which is
+ * what start publishes. */
+static int merge_image_ports(struct silod *d, json_t *record, silo_error *err)
+{
+        const char *image_id = jstr(record, "ImageID");
+        if (!image_id)
+                return 0;
+        silo_store *s = NULL;
+        int r = open_store(d, &s, err);
+        if (r < 0)
+                return r;
+        _cleanup_image_ silo_image *img = NULL;
+        r = silo_image_lookup(s, image_id, &img, err);
+        silo_store_free(s);
+        if (r < 0)
+                return r;
+        json_t *image_ports = img->config ? img->config->exposed_ports : NULL;
+        if (!json_is_object(image_ports) || json_object_size(image_ports) == 0)
+                return 0;
+        json_t *config = json_object_get(record, "Config");
+        if (!json_is_object(config))
+                return 0;
+        json_t *exposed = json_object_get(config, "ExposedPorts");
+        if (!json_is_object(exposed)) {
+                exposed = json_object();
+                if (json_object_set_new(config, "ExposedPorts", exposed) < 0)
+                        return silo_error_set(err, ENOMEM, "ExposedPorts");
+        }
+        const char *key;
+        json_t *v;
+        json_object_foreach(image_ports, key, v)
+                if (!json_object_get(exposed, key))
+                        json_object_set_new(exposed, key, json_object());
+        return 0;
+}
+
 int networks_container_create(struct silod *d, json_t *body, json_t *record, silo_error *err)
 {
         struct networks *nw = d->networks;
@@ -280,10 +328,13 @@ int networks_container_create(struct silod *d, json_t *body, json_t *record, sil
         int r = net_settings_parse(hc, &s, err);
         if (r < 0)
                 return r;
+        if (s.publish_all && (r = merge_image_ports(d, record, err)) < 0) {
+                net_settings_done(&s);
+                return r;
+        }
         _cleanup_free_ silo_net_port *ports = NULL;
         size_t n_ports = 0;
-        r = collect_ports(&s, json_object_get(body, "Config") ? json_object_get(body, "Config") : body, &ports,
-                          &n_ports, err);
+        r = collect_ports(&s, json_object_get(record, "Config"), &ports, &n_ports, err);
         const char *mode = s.mode && *s.mode ? s.mode : "bridge";
         char resolved[80] = "";
         if (r >= 0 && strncmp(mode, "container:", 10) == 0) {
@@ -443,6 +494,40 @@ static json_t *record_copy(struct silod *d, struct ctr *ct)
         return copy ? copy : json_object();
 }
 
+/* A recorded EndpointsConfig key that names a further bridge network (not
+ * the first one, not host/none/container:): its library name, else NULL. */
+static const char *further_network(const char *api, const char *first)
+{
+        if (strcmp(api, "host") == 0 || strcmp(api, "none") == 0 || strncmp(api, "container:", 10) == 0)
+                return NULL;
+        const char *lib = lib_name(api);
+        return strcmp(lib, first) == 0 ? NULL : lib;
+}
+
+/* The further networks recorded for it (network connect, also while it was
+ * stopped; API >= 1.44 create) join at every start, as with Docker. */
+static int connect_recorded(struct networks *nw, const char *id, json_t *record, const char *first, silo_error *err)
+{
+        json_t *ecs = json_object_get(json_object_get(record, "NetworkingConfig"), "EndpointsConfig");
+        const char *api;
+        json_t *ec;
+        json_object_foreach(ecs, api, ec) {
+                const char *lib = further_network(api, first);
+                if (!lib)
+                        continue;
+                _cleanup_free_ const char **aliases = NULL;
+                int r = silo_json_strv(json_object_get(ec, "Aliases"), "Aliases", &aliases, err);
+                if (r < 0)
+                        return silo_error_prefix(err, "NetworkingConfig.EndpointsConfig.%s", api);
+                lib_lock(nw);
+                r = silo_net_connect_aliases(nw->net, id, lib, aliases, NULL, err);
+                lib_unlock(nw);
+                if (r < 0)
+                        return silo_error_prefix(err, "connecting to network %s", api);
+        }
+        return 0;
+}
+
 static int setup(struct silod *d, struct ctr *ct, silo_error *err)
 {
         struct networks *nw = d->networks;
@@ -514,7 +599,10 @@ static int setup(struct silod *d, struct ctr *ct, silo_error *err)
                                            mode + 10);
                 goto out;
         }
-        r = adjust_config(ct, joins ? jstr(info, "netns") : ns, host, dir, err);
+        if (network && !joins)
+                r = connect_recorded(nw, ct->id, record, network, err);
+        if (r >= 0)
+                r = adjust_config(ct, joins ? jstr(info, "netns") : ns, host, dir, err);
 out:
         net_settings_done(&s);
         return r;
@@ -620,7 +708,25 @@ static bool endpoint_alive(const char *id, json_t *ep, void *userdata)
         struct ctr *ct = find_exact_locked(a->d, id);
         bool running = ct && ct->status == CTR_RUNNING;
         pthread_mutex_unlock(&a->d->lock);
-        return running || (!mine && !ct);
+        if (running)
+                return true;
+        if (mine || ct)
+                return false;
+        /* Someone else's (the CLI, a daemon on another state directory,
+         * perhaps one that is gone with its directory): alive while what
+         * it points at is.  A namespace file that vanished, or a bridge
+         * veth the kernel deleted with its namespace, means nobody will
+         * ever release the lease. */
+        const char *netns = jstr(ep, "netns"), *mode = jstr(ep, "mode") ?: "bridge";
+        if (netns && access(netns, F_OK) < 0 && errno == ENOENT)
+                return false;
+        if (strcmp(mode, "bridge") == 0 && jstr(ep, "veth") && if_nametoindex(jstr(ep, "veth")) == 0 &&
+            errno == ENODEV)
+                return false;
+        if (strcmp(mode, "host") == 0 && jstr(ep, "files") && access(jstr(ep, "files"), F_OK) < 0 &&
+            errno == ENOENT)
+                return false;
+        return true;
 }
 
 int networks_init(struct silod *d, silo_error *err)
@@ -634,6 +740,7 @@ int networks_init(struct silod *d, silo_error *err)
                 .state_dir = state_dir && *state_dir ? state_dir : DEFAULT_NETWORK_DIR,
                 .default_subnet = getenv("SILO_NETWORK_SUBNET"),
                 .host_resolv_conf = getenv("SILO_RESOLV_CONF"),
+                .default_network_private = true,        /* Docker: names on user networks only */
         };
         int r = asprintf(&nw->dir, "%s/" NET_DIR, d->state) < 0 ? silo_error_set(err, ENOMEM, "network") : 0;
         if (r >= 0)
@@ -676,6 +783,25 @@ int networks_init(struct silod *d, silo_error *err)
                 }
         }
         return 0;
+}
+
+void networks_shutdown(struct silod *d)
+{
+        struct networks *nw = d->networks;
+        if (!nw)
+                return;
+        /* What the poller has not released yet (containers removed or
+         * exited just before the signal) goes now: left alone, its lease
+         * waits for this daemon's next start, or forever if the next start
+         * uses another state directory.  Running containers keep theirs. */
+        pthread_mutex_lock(&d->lock);
+        for (struct net_held *h = nw->held; h; h = h->next) {
+                struct ctr *ct = find_exact_locked(d, h->id);
+                if (ct && ct->status == CTR_RUNNING)
+                        ctr_refresh_locked(d, ct);
+        }
+        networks_poll_locked(d);
+        pthread_mutex_unlock(&d->lock);
 }
 
 void networks_free(struct silod *d)
@@ -763,7 +889,18 @@ static json_t *settings_of(struct silod *d, const char *ctr_id, json_t *record, 
                         const char *net = jstr(v, "network");
                         if (net)
                                 json_object_set_new(networks, api_name(net),
-                                                    endpoint_settings(ctr_id, api_name(net), v, ep, NULL));
+                                                    endpoint_settings(ctr_id, api_name(net), v, ep,
+                                                                      json_object_get(v, "aliases")));
+                }
+                /* Further networks recorded for its next start. */
+                const char *ec_api;
+                json_t *ec;
+                json_object_foreach(nc, ec_api, ec) {
+                        const char *further = further_network(ec_api, lib);
+                        if (further && !json_object_get(networks, api_name(further)))
+                                json_object_set_new(networks, api_name(further),
+                                                    endpoint_settings(ctr_id, api_name(further), NULL, ep,
+                                                                      json_object_get(ec, "Aliases")));
                 }
         } else if (strcmp(mode, "host") == 0 || strcmp(mode, "none") == 0)
                 json_object_set_new(networks, mode, endpoint_settings(ctr_id, mode, NULL, ep, NULL));
@@ -1178,6 +1315,18 @@ static enum MHD_Result network_remove(struct silod *d, struct MHD_Connection *c,
         return reply_empty(c, 204);
 }
 
+static bool alias_ok(const char *s)
+{
+        size_t len = strlen(s);
+        if (len == 0 || len > 63)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+                      (i > 0 && (s[i] == '-' || s[i] == '_' || s[i] == '.'))))
+                        return false;
+        return true;
+}
+
 static enum MHD_Result network_connect(struct silod *d, struct MHD_Connection *c, struct request *req,
                                        const char *ref, bool connect)
 {
@@ -1197,24 +1346,80 @@ static enum MHD_Result network_connect(struct silod *d, struct MHD_Connection *c
         if (strcmp(api, "host") == 0 || strcmp(api, "none") == 0)
                 return reply_error(c, 400, "container cannot be %sconnected %s network %s", connect ? "" : "dis",
                                    connect ? "to" : "from", api);
+        json_t *ec = json_object_get(body, "EndpointConfig");
+        if (ec && !json_is_object(ec) && !json_is_null(ec))
+                return reply_error(c, 400, "EndpointConfig: expected an object, got %s", silo_json_type_name(ec));
+        _cleanup_free_ const char **aliases = NULL;
+        if (connect && silo_json_strv(json_object_get(ec, "Aliases"), "EndpointConfig.Aliases", &aliases, &err) < 0)
+                return reply_error(c, 400, "%s", err.message);
         struct ctr *ct = ctr_lookup(d, cref);
         if (!ct)
                 return reply_error(c, 404, "No such container: %s", cref);
         pthread_mutex_lock(&d->lock);
         ctr_refresh_locked(d, ct);
         bool running = ct->status == CTR_RUNNING;
+        const char *mode = jstr(json_object_get(ct->record, "HostConfig"), "NetworkMode");
+        const char *first = mode_network(mode);
+        bool recorded = json_object_get(json_object_get(json_object_get(ct->record, "NetworkingConfig"),
+                                                        "EndpointsConfig"), api) != NULL;
+        _cleanup_free_ char *first_copy = first ? strdup(first) : NULL;
         pthread_mutex_unlock(&d->lock);
-        if (!running) {
+        const char *lib = lib_name(api);
+        if (!first_copy) {
                 ctr_unref(d, ct);
-                return reply_error(c, 409, "container %s is not running: silod connects and disconnects running "
-                                           "containers only", cref);
+                return reply_error(c, 400, "container %s uses network mode %s: it cannot be %sconnected %s other "
+                                           "networks", cref, mode, connect ? "" : "dis", connect ? "to" : "from");
         }
-        lib_lock(nw);
-        if (connect)
-                r = silo_net_connect(nw->net, ct->id, lib_name(api), NULL, &err);
-        else
-                r = silo_net_disconnect(nw->net, ct->id, lib_name(api), &err);
-        lib_unlock(nw);
+        if (strcmp(lib, first_copy) == 0) {
+                ctr_unref(d, ct);
+                if (connect)
+                        return reply_error(c, 403, "endpoint with name %s already exists in network %s", cref, api);
+                return reply_error(c, 400, "network %s is container %s's first network: it goes with the container",
+                                   api, cref);
+        }
+        if (running) {
+                lib_lock(nw);
+                if (connect)
+                        r = silo_net_connect_aliases(nw->net, ct->id, lib, aliases, NULL, &err);
+                else
+                        r = silo_net_disconnect(nw->net, ct->id, lib, &err);
+                lib_unlock(nw);
+        } else if (connect && recorded)
+                r = silo_error_msg(&err, EEXIST, "container %s is already connected to network %s", cref, api);
+        else if (!connect && !recorded)
+                r = silo_error_msg(&err, ENOENT, "container %s is not connected to network %s", cref, api);
+        else if (connect) {
+                /* Recorded now, joined at its next start: what the
+                 * library would refuse then is refused now. */
+                for (size_t i = 0; aliases && aliases[i] && r >= 0; i++)
+                        if (!alias_ok(aliases[i]))
+                                r = silo_error_msg(&err, EINVAL, "EndpointConfig.Aliases: '%s' is not a valid name",
+                                                   aliases[i]);
+                if (r >= 0 && !network_exists(nw, lib, &err, &r))
+                        r = r < 0 ? r : silo_error_msg(&err, ENOENT, "network %s not found", api);
+        }
+        if (r >= 0) {
+                /* Recorded either way: a restart joins the same networks. */
+                pthread_mutex_lock(&d->lock);
+                json_t *nc = json_object_get(ct->record, "NetworkingConfig");
+                if (!json_is_object(nc)) {
+                        nc = json_object();
+                        json_object_set_new(ct->record, "NetworkingConfig", nc);
+                }
+                json_t *ecs = json_object_get(nc, "EndpointsConfig");
+                if (!json_is_object(ecs)) {
+                        ecs = json_object();
+                        json_object_set_new(nc, "EndpointsConfig", ecs);
+                }
+                if (connect)
+                        json_object_set_new(ecs, api, json_is_object(ec) ? json_deep_copy(ec) : json_object());
+                else
+                        json_object_del(ecs, api);
+                silo_error serr = SILO_ERROR_INIT;
+                if (record_save(ct, &serr) < 0)
+                        fprintf(stderr, "silod: network %s: %s\n", api, serr.message);
+                pthread_mutex_unlock(&d->lock);
+        }
         ctr_unref(d, ct);
         if (r == -EEXIST)
                 return reply_error(c, 403, "%s", err.message);

@@ -147,6 +147,27 @@ enum MHD_Result containers_list(struct silod *d, struct MHD_Connection *c)
                         return reply_error(c, 400, "invalid filters: %s", err.message[0] ? err.message : ftext);
                 if (json_object_get(filters, "status"))
                         all = true;
+                /* As docker: an unknown status is an error, not an empty list. */
+                static const char *const statuses[] = { "created", "restarting", "running", "removing",
+                                                        "paused", "exited", "dead" };
+                json_t *f = json_object_get(filters, "status"), *v;
+                const char *want;
+                size_t i;
+                json_object_foreach(json_is_object(f) ? f : NULL, want, v) {
+                        bool known = false;
+                        for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
+                                known |= strcmp(want, statuses[i]) == 0;
+                        if (!known)
+                                return reply_error(c, 400, "invalid filter 'status=%s'", want);
+                }
+                json_array_foreach(json_is_array(f) ? f : NULL, i, v) {
+                        bool known = false;
+                        want = json_string_value(v);
+                        for (size_t j = 0; want && j < sizeof(statuses) / sizeof(statuses[0]); j++)
+                                known |= strcmp(want, statuses[j]) == 0;
+                        if (!known)
+                                return reply_error(c, 400, "invalid filter 'status=%s'", want ? want : "?");
+                }
         }
         json_t *out = json_array();
         pthread_mutex_lock(&d->lock);

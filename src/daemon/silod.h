@@ -24,12 +24,21 @@ enum ctr_status {
         CTR_EXITED,
 };
 
+struct retired_name {
+        struct retired_name *next;
+        char *name;
+};
+
 /* One container, refcounted: requests hold references while they wait. */
 struct ctr {
         struct ctr *next;
         unsigned refs;
         char id[65];
-        char *name;                     /* without the leading '/' */
+        char *name;                     /* without the leading '/'; see retired_names */
+        /* Names a rename replaced: code holding a reference may read
+         * ct->name without the lock, so an old string lives as long as the
+         * container does (renames are rare; freed by ctr_free). */
+        struct retired_name *retired_names;
         char *dir;                      /* absolute container directory */
         json_t *record;                 /* Config, HostConfig, Image, ImageID, Created, ... */
         enum ctr_status status;
@@ -86,6 +95,11 @@ struct request {
         char *upload_path;
         bool streaming;                 /* route wants the body on upload_fd */
         bool seen;
+        /* Set with an upgrade response: request_end() calls it when the
+         * client left before the upgrade (the upgrade handler clears it),
+         * so the session prepared for the connection is not leaked. */
+        void (*abandoned)(void *cls);
+        void *abandoned_cls;
 };
 
 /* ---- watch.c: exit notifications ---- */
@@ -178,6 +192,8 @@ void ctr_unref(struct silod *d, struct ctr *ct);
 /* Re-reads the monitor's files; call with the lock held. */
 void ctr_refresh_locked(struct silod *d, struct ctr *ct);
 bool ctr_tty(const struct ctr *ct);
+/* HostConfig.Isolation hyperv or vm: runs in a utility VM (no host netns). */
+bool ctr_vm_isolated(const struct ctr *ct);
 /* Table internals shared by the container files; *_locked need d->lock. */
 struct ctr *lookup_locked(struct silod *d, const char *ref);
 struct ctr *ctr_from_record(struct silod *d, const char *id, json_t *record);
@@ -273,13 +289,16 @@ enum MHD_Result handle_compute(struct silod *d, struct MHD_Connection *c, struct
 
 /* ---- streams.c ---- */
 enum MHD_Result handle_logs(struct silod *d, struct MHD_Connection *c, struct ctr *ct);
-enum MHD_Result handle_attach(struct silod *d, struct MHD_Connection *c, struct ctr *ct);
+enum MHD_Result handle_attach(struct silod *d, struct MHD_Connection *c, struct request *req, struct ctr *ct);
 
 /* ---- networks.c ---- */
 /* Opens the network library and reconciles leftovers of containers that no
  * longer run (call after containers_load, before serving). */
 int networks_init(struct silod *d, silo_error *err);
 void networks_free(struct silod *d);
+/* SIGTERM, after the poller stopped and before containers_free(): releases
+ * what exited or removed containers still hold. */
+void networks_shutdown(struct silod *d);
 /* create: validates the network fields of HostConfig (NetworkMode, ports,
  * Dns, ExtraHosts), normalises NetworkMode and keeps NetworkingConfig in
  * the record. */

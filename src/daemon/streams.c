@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -21,6 +23,9 @@ struct stream {
         int fd;                         /* the log file */
         uint64_t offset;
         bool follow, want_out, want_err, want_stdin, tty, attach;
+        bool timestamps;                /* logs: each line prefixed with its time */
+        bool past_until;                /* logs: a frame after `until` was seen */
+        int64_t since_ns, until_ns;     /* logs: frame time window (0: open) */
         unsigned exits0;
         char *pend;
         size_t pend_len, pend_off;
@@ -52,6 +57,63 @@ static bool stream_finished(struct stream *st)
         return done;
 }
 
+/* Prefixes every line of a frame with the frame's time, as docker logs
+ * --timestamps shows it (RFC 3339 with nanoseconds, then a space). */
+static char *stamp_lines(const char *data, size_t len, int64_t time_ns, size_t *ret_len)
+{
+        char stamp[48];
+        silo_engine_format_time(time_ns, stamp);
+        size_t stamp_len = strlen(stamp) + 1, lines = 1;
+        for (size_t i = 0; i + 1 < len; i++)
+                lines += data[i] == '\n';
+        char *out = malloc(len + lines * stamp_len);
+        if (!out)
+                return NULL;
+        size_t o = 0;
+        bool line_start = true;
+        for (size_t i = 0; i < len; i++) {
+                if (line_start) {
+                        memcpy(out + o, stamp, stamp_len - 1);
+                        o += stamp_len - 1;
+                        out[o++] = ' ';
+                }
+                out[o++] = data[i];
+                line_start = data[i] == '\n';
+        }
+        *ret_len = o;
+        return out;
+}
+
+/* Parses docker's time filter: unix seconds with an optional fraction
+ * ("1700000000.5", as the CLI sends --since/--until).  0 if empty. */
+static int parse_log_time(const char *text, int64_t *ret_ns)
+{
+        *ret_ns = 0;
+        if (!text || !*text)
+                return 0;
+        char *end;
+        errno = 0;
+        long long secs = strtoll(text, &end, 10);
+        if (errno || end == text || secs < 0 || secs > INT64_MAX / 1000000000 - 1)
+                return -EINVAL;
+        int64_t ns = 0;
+        if (*end == '.') {
+                const char *f = end + 1;
+                int digits = 0;
+                for (; *f >= '0' && *f <= '9'; f++)
+                        if (digits++ < 9)
+                                ns = ns * 10 + (*f - '0');
+                if (f == end + 1 || *f)
+                        return -EINVAL;
+                for (; digits < 9; digits++)
+                        ns *= 10;
+        } else if (*end) {
+                return -EINVAL;
+        }
+        *ret_ns = (int64_t) secs * 1000000000 + ns;
+        return 0;
+}
+
 /* Fills st->pend with the next wanted frame.  1: pending data, 0: nothing
  * more for now, <0: error. */
 static int stream_next(struct stream *st)
@@ -60,12 +122,28 @@ static int stream_next(struct stream *st)
                 int stream_no;
                 char *data = NULL;
                 size_t len = 0;
-                int r = silo_log_read_frame(st->fd, &st->offset, &stream_no, &data, &len, NULL);
+                int64_t time_ns = 0;
+                uint64_t at = st->offset;
+                int r = silo_log_read_frame_timed(st->fd, &st->offset, &stream_no, &data, &len, &time_ns, NULL);
                 if (r <= 0)
                         return r;
-                if ((stream_no == 1 && !st->want_out) || (stream_no == 2 && !st->want_err) || len == 0) {
+                if (st->until_ns && time_ns > st->until_ns) {
+                        st->offset = at;        /* later output stays unread */
+                        st->past_until = true;
+                        free(data);
+                        return 0;
+                }
+                if ((stream_no == 1 && !st->want_out) || (stream_no == 2 && !st->want_err) || len == 0 ||
+                    (st->since_ns && time_ns < st->since_ns)) {
                         free(data);
                         continue;
+                }
+                if (st->timestamps) {
+                        char *stamped = stamp_lines(data, len, time_ns, &len);
+                        free(data);
+                        if (!stamped)
+                                return -ENOMEM;
+                        data = stamped;
                 }
                 free(st->pend);
                 st->pend_off = 0;
@@ -112,7 +190,8 @@ static ssize_t logs_read(void *cls, uint64_t pos, char *buf, size_t max)
                         return MHD_CONTENT_READER_END_WITH_ERROR;
                 if (r > 0)
                         continue;
-                if (finished)
+                if (finished || st->past_until ||
+                    (st->until_ns && st->follow && silo_engine_now_ns() > st->until_ns))
                         return MHD_CONTENT_READER_END_OF_STREAM;
                 if (connection_gone(st->conn, 100))
                         return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -214,6 +293,13 @@ enum MHD_Result handle_logs(struct silod *d, struct MHD_Connection *c, struct ct
         st->follow = query_bool(c, "follow");
         st->want_out = want_out;
         st->want_err = want_err;
+        st->timestamps = query_bool(c, "timestamps");
+        if (parse_log_time(query(c, "since"), &st->since_ns) < 0 ||
+            parse_log_time(query(c, "until"), &st->until_ns) < 0) {
+                stream_free(st);
+                return reply_error(c, 400, "invalid value for \"since\" or \"until\": expected unix seconds "
+                                           "with an optional fraction");
+        }
         const char *tail = query(c, "tail");
         if (tail && *tail && strcmp(tail, "all") != 0) {
                 char *end;
@@ -285,12 +371,83 @@ static int stdin_connect(int dirfd)
         return fd;
 }
 
+/* What wakes an attach thread: the container directory (log appends,
+ * started.json, attach.sock, exit.json appear) through inotify, and the
+ * monitor's exit through a pidfd.  A bounded poll timeout covers what
+ * neither reports (removal, silod stopping, inotify unavailable). */
+struct attach_wake {
+        int inotify;                    /* -1 without inotify */
+        int monitor;                    /* pidfd of the monitor once it runs, else -1 */
+        bool monitor_exited;
+};
+
+#define ATTACH_FALLBACK_MS 250
+
+static void attach_wake_init(struct attach_wake *w, const char *dir)
+{
+        w->monitor = -1;
+        w->monitor_exited = false;
+        w->inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (w->inotify >= 0 &&
+            inotify_add_watch(w->inotify, dir, IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF) < 0)
+                silo_close_reset(&w->inotify);
+}
+
+static void attach_wake_done(struct attach_wake *w)
+{
+        silo_close_reset(&w->inotify);
+        silo_close_reset(&w->monitor);
+}
+
+/* Under the lock: the container's current state, and a pidfd of its monitor
+ * once it runs (the exit is recorded when the monitor exits). */
+static void attach_wake_refresh(struct attach_wake *w, struct stream *st)
+{
+        struct silod *d = st->d;
+        pthread_mutex_lock(&d->lock);
+        ctr_refresh_locked(d, st->ct);
+        if (w->monitor < 0 && !w->monitor_exited && st->ct->status == CTR_RUNNING && st->ct->monitor_pid > 0)
+                w->monitor = (int) syscall(SYS_pidfd_open, st->ct->monitor_pid, 0);
+        pthread_mutex_unlock(&d->lock);
+}
+
+/* Waits for the next event on the container or on sock (events: POLLIN |
+ * POLLRDHUP, or 0 for hangups only; sock -1: none).  Returns the socket's revents. */
+static short attach_wait(struct attach_wake *w, struct stream *st, int sock, short events, int timeout_ms)
+{
+        struct pollfd p[3] = {
+                { w->inotify, POLLIN, 0 },
+                { w->monitor, POLLIN, 0 },
+                { sock, events, 0 },
+        };
+        int n = poll(p, 3, w->inotify >= 0 ? timeout_ms : 50);
+        if (n <= 0) {
+                attach_wake_refresh(w, st);
+                return 0;
+        }
+        if (p[0].revents) {
+                char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+                while (read(w->inotify, buf, sizeof(buf)) > 0)
+                        ;
+        }
+        if (p[1].revents) {
+                w->monitor_exited = true;
+                silo_close_reset(&w->monitor);
+        }
+        if (p[0].revents || p[1].revents)
+                attach_wake_refresh(w, st);
+        return p[2].revents;
+}
+
 static void *attach_thread(void *userdata)
 {
         struct attach *a = userdata;
         struct stream *st = a->st;
         bool client_eof = false;
         int stdin_fd = -1;
+        struct attach_wake w;
+        attach_wake_init(&w, st->ct->dir);
+        attach_wake_refresh(&w, st);
         for (;;) {
                 int r = stream_next(st);
                 if (r < 0)
@@ -307,23 +464,19 @@ static void *attach_thread(void *userdata)
                                         break;
                         break;
                 }
-                if (client_eof) {
-                        usleep(50000);
-                        continue;
-                }
-                struct pollfd pf = { a->sock, POLLIN | POLLRDHUP, 0 };
-                if (poll(&pf, 1, 50) <= 0)
-                        continue;
-                if (pf.revents & (POLLHUP | POLLERR))
-                        break;
-                if (a->stdin_dirfd >= 0 && stdin_fd < 0) {
-                        /* Input waits in the socket until the container runs. */
+                if (a->stdin_dirfd >= 0 && stdin_fd < 0 && !client_eof)
+                        /* Input waits in the socket until the container runs
+                         * (the monitor creates attach.sock: an inotify event). */
                         stdin_fd = stdin_connect(a->stdin_dirfd);
-                        if (stdin_fd < 0) {
-                                usleep(20000);
-                                continue;
-                        }
-                }
+                bool want_input = !client_eof && (a->stdin_dirfd < 0 || stdin_fd >= 0);
+                short rev = attach_wait(&w, st, client_eof ? -1 : a->sock, want_input ? POLLIN | POLLRDHUP : 0,
+                                        ATTACH_FALLBACK_MS);
+                if (!rev)
+                        continue;
+                if ((rev & (POLLHUP | POLLERR)) && !(rev & POLLIN))
+                        break;
+                if (!want_input)
+                        continue;
                 char buf[16384];
                 ssize_t n = recv(a->sock, buf, sizeof(buf), MSG_DONTWAIT);
                 if (n == 0) {
@@ -336,6 +489,7 @@ static void *attach_thread(void *userdata)
                 else if (n > 0 && stdin_fd >= 0 && !send_all(stdin_fd, buf, (size_t) n))
                         silo_close_reset(&stdin_fd);
         }
+        attach_wake_done(&w);
         silo_close_reset(&stdin_fd);
         struct silod *d = st->d;
         MHD_upgrade_action(a->urh, MHD_UPGRADE_ACTION_CLOSE);
@@ -353,9 +507,11 @@ static void upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const c
                      MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
 {
         (void) c;
-        (void) con_cls;
         (void) extra_in;
         (void) extra_in_size;
+        struct request *req = con_cls;
+        if (req)
+                req->abandoned = NULL;
         struct stream *st = cls;
         struct attach *a = calloc(1, sizeof(*a));
         int flags = fcntl(sock, F_GETFL);
@@ -385,7 +541,13 @@ static void upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const c
         MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 }
 
-enum MHD_Result handle_attach(struct silod *d, struct MHD_Connection *c, struct ctr *ct)
+/* The client left before the upgrade. */
+static void attach_abandoned(void *cls)
+{
+        stream_free(cls);
+}
+
+enum MHD_Result handle_attach(struct silod *d, struct MHD_Connection *c, struct request *req, struct ctr *ct)
 {
         silo_error err = SILO_ERROR_INIT;
         const char *upgrade = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE);
@@ -417,9 +579,9 @@ enum MHD_Result handle_attach(struct silod *d, struct MHD_Connection *c, struct 
                                         : "application/vnd.docker.multiplexed-stream");
         add_common_headers(resp);
         events_container_lock(d, ct, "attach", NULL);
+        req->abandoned = attach_abandoned;
+        req->abandoned_cls = st;
         enum MHD_Result r = MHD_queue_response(c, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
         MHD_destroy_response(resp);
-        /* If the upgrade never happens the stream leaks until exit: rare
-         * (queueing failed), accepted for now. */
         return r;
 }

@@ -8,6 +8,7 @@ removes every container, stops silod and checks that no monitor process,
 mount, cgroup or socket is left behind (fixtures: daemon_support.py).
 """
 
+import datetime
 import json
 import os
 import signal
@@ -353,8 +354,8 @@ def test_bad_requests(daemon, image):
     expect_error(daemon, "GET", "/v1.43/images/nope:1/json", 404, "No such image")
     expect_error(daemon, "GET", "/v1.43/no/such/route", 404, "page not found")
     expect_error(daemon, "POST", "/v1.43/images/load", 400, "", raw=b"not a tarball")
-    expect_error(daemon, "POST", "/v1.43/containers/create", 501, "hyperv",
-                 body={"Image": image, "HostConfig": {"Isolation": "hyperv"}})
+    expect_error(daemon, "POST", "/v1.43/containers/create", 400, "invalid isolation",
+                 body={"Image": image, "HostConfig": {"Isolation": "sandbox"}})
     # A name conflict, then the daemon still serves.
     status, body, _ = daemon.api("POST", "/v1.43/containers/create?name=silo-dup", body={"Image": image})
     assert status == 201
@@ -397,5 +398,37 @@ def test_stop_uses_the_containers_stop_signal_and_timeout(daemon, image):
         daemon.docker("stop", name)
         assert daemon.docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip() == "7"
         assert "got-usr1" in daemon.docker("logs", name).stdout
+    finally:
+        daemon.docker("rm", "-f", name)
+
+
+def test_logs_timestamps_since_until(daemon, image):
+    name = "logtimes"
+    daemon.docker("run", "-d", "--name", name, image, "sh", "-c",
+                  "echo first; sleep 1.5; echo second; echo third >&2; sleep 100")
+    try:
+        deadline = time.time() + 10
+        while "third" not in daemon.docker("logs", name).stderr:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        p = daemon.docker("logs", "-t", name)
+        lines = p.stdout.splitlines()
+        assert [line.split(" ", 1)[1] for line in lines] == ["first", "second"]
+        stamps = [line.split(" ", 1)[0] for line in lines]
+        for s in stamps:
+            assert s.endswith("Z") and "T" in s and len(s.split(".")[1]) == 10, s   # 9 digits + Z
+        assert p.stderr.split(" ", 1)[1].strip() == "third"
+        # The second line came ~1.5 s after the first: a cut between them separates them.
+        t0 = datetime.datetime.fromisoformat(stamps[0][:26] + "+00:00").timestamp()
+        cut = f"{t0 + 0.7:.9f}"
+        p = daemon.docker("logs", "--since", cut, name)
+        assert p.stdout.split() == ["second"] and "third" in p.stderr
+        p = daemon.docker("logs", "--until", cut, name)
+        assert p.stdout.split() == ["first"] and p.stderr == ""
+        # --until ends a follow at that time even though the container runs on.
+        p = daemon.docker("logs", "-f", "--until", cut, name, timeout=10)
+        assert p.stdout.split() == ["first"]
+        status, body, _ = daemon.api("GET", f"/containers/{name}/logs?stdout=1&since=yesterday")
+        assert status == 400 and "since" in json.loads(body)["message"]
     finally:
         daemon.docker("rm", "-f", name)

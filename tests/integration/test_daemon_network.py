@@ -8,6 +8,7 @@ too (SILO_NETWORK_DIR).  Teardown fails the module if a veth, a namespace
 mount, a rule or a lease is left.
 """
 
+import http.client
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 
@@ -510,4 +512,208 @@ def test_kill9_restart_reconciles(netd):
     out = retry(lambda: wget_host(netd, "http://127.0.0.1:18100/").stdout, what="kept container's port")
     assert out.strip() == "hello-http"
     netd.docker("rm", "-f", keep, dies)
+    netd.assert_clean()
+
+
+def run_many(netd, count, *opts):
+    ids = []
+    for i in range(count):
+        ids.append(netd.docker("run", "-d", *opts, "busybox", "sleep", "600").stdout.strip())
+    return ids
+
+
+def test_kill9_right_after_rm_leaves_no_lease(netd):
+    ids = run_many(netd, 1, "-p", "18110-18111:80-81") + run_many(netd, 7)
+    assert set(ids) <= set(netd.leases())
+    # The releases run on silod's poller after rm answered: kill it at once.
+    netd.docker("rm", "-f", *ids[:4], timeout=60)
+    # ... and while removals are in flight.
+    def delete(cid):
+        try:
+            netd.api("DELETE", f"/containers/{cid}?force=1", timeout=5)
+        except (OSError, http.client.HTTPException):
+            pass    # silod was killed under it
+    threads = [threading.Thread(target=delete, args=(i,), daemon=True) for i in ids[4:]]
+    for t in threads:
+        t.start()
+    time.sleep(0.02)
+    netd.stop(signal.SIGKILL)
+    for t in threads:
+        t.join(10)
+    netd.start()
+    running = {c["Id"] for c in json.loads(netd.api("GET", "/containers/json")[1])}
+    held = netd.held()
+    assert set(held["leases"]) <= running, held
+    assert len(held["veths"]) == len(running) and len(held["dirs"]) == len(running), held
+    netd.docker("rm", "-f", *ids, check=False, timeout=60)
+    netd.assert_clean()
+
+
+def test_sigterm_releases_outstanding_work(netd):
+    ids = run_many(netd, 8)
+    netd.docker("rm", "-f", *ids, timeout=60)
+    assert netd.stop() == 0
+    # Read with silod down: the shutdown released what the poller had not.
+    held = {"leases": netd.leases(), "netns": netd.netns_mounts(), "dirs": netd.net_dirs()}
+    netd.start()
+    assert not set(ids) & set(held["leases"]) and not held["netns"] and not held["dirs"], held
+    netd.assert_clean()
+
+
+def test_restart_sweeps_foreign_leases_whose_namespace_is_gone(netd):
+    """Endpoints of another owner (the CLI, a daemon on another state
+    directory) stay while their namespace does; one whose namespace file or
+    veth is gone is a lease nobody will release."""
+    keep = name()
+    netd.docker("run", "-d", "--name", keep, "busybox", "sleep", "600")
+    keep_id = netd.inspect(keep)["Id"]
+    netd.stop()
+    path = os.path.join(netd.netdir, "state.json")
+    with open(path) as f:
+        state = json.load(f)
+    gone = "/nonexistent-silod-state/net/" + "a" * 64
+    ep = state["endpoints"][keep_id]
+    stale_ns = dict(ep, id="f" * 64, ip="10.211.0.250", veth="sv0000000001", netns=gone + "/netns",
+                    files=gone, ports=[])
+    stale_veth = dict(ep, id="e" * 64, ip="10.211.0.251", veth="sv0000000002", netns=None, files=None,
+                      ports=[])
+    stale_veth = {k: v for k, v in stale_veth.items() if v is not None}
+    alive = {"id": "d" * 64, "name": "cli", "mode": "none", "netns": netd.nsfile}
+    state["endpoints"].update({"f" * 64: stale_ns, "e" * 64: stale_veth, "d" * 64: alive})
+    with open(path, "w") as f:
+        json.dump(state, f)
+    netd.start()
+    leases = netd.leases()
+    assert "f" * 64 not in leases and "e" * 64 not in leases, leases
+    assert "d" * 64 in leases                   # someone else's, still alive
+    netd.stop()
+    with open(path) as f:
+        state = json.load(f)
+    del state["endpoints"]["d" * 64]
+    with open(path, "w") as f:
+        json.dump(state, f)
+    netd.start()
+    netd.docker("rm", "-f", keep)
+    netd.assert_clean()
+
+
+def load_image_exposing(netd, tag, exposed):
+    """The fixture's busybox archive again, with ExposedPorts in its config."""
+    import hashlib
+    import io
+    import tarfile
+    src = os.path.join(netd.tmp, "busybox.tar")
+    dst = os.path.join(netd.tmp, tag.replace(":", "_") + ".tar")
+    with tarfile.open(src) as t:
+        members = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+    manifest = json.loads(members.pop("manifest.json"))
+    config = json.loads(members.pop(manifest[0]["Config"]))
+    config["config"]["ExposedPorts"] = {p: {} for p in exposed}
+    cfg = json.dumps(config, sort_keys=True).encode()
+    cfg_name = hashlib.sha256(cfg).hexdigest() + ".json"
+    manifest[0].update(Config=cfg_name, RepoTags=[tag])
+    members.update({cfg_name: cfg, "manifest.json": json.dumps(manifest).encode()})
+    with tarfile.open(dst, "w") as out:
+        for member, data in members.items():
+            ti = tarfile.TarInfo(member)
+            ti.size = len(data)
+            ti.mode = 0o644
+            out.addfile(ti, io.BytesIO(data))
+    netd.docker("load", "-i", dst, timeout=60)
+
+
+def test_publish_all_takes_the_image_exposed_ports(netd):
+    load_image_exposing(netd, "busybox-web:latest", ["80/tcp", "5353/udp"])
+    c = name()
+    netd.docker("run", "-d", "--name", c, "-P", "busybox-web", *HTTPD)
+    port80 = netd.docker("port", c, "80/tcp").stdout.split()[0]
+    port_udp = netd.docker("port", c, "5353/udp").stdout.split()[0]
+    host_port = int(port80.rsplit(":", 1)[1])
+    assert int(port_udp.rsplit(":", 1)[1]) > 1024
+    out = retry(lambda: wget_host(netd, f"http://127.0.0.1:{host_port}/").stdout, what="image port")
+    assert out.strip() == "hello-http"
+    assert "80/tcp" in netd.inspect(c)["Config"]["ExposedPorts"]
+    # Without -P the image's ports are not published.
+    d = name()
+    netd.docker("run", "-d", "--name", d, "busybox-web", "sleep", "60")
+    assert netd.docker("port", d).stdout.strip() == ""
+    assert not [r for r in netd.rules() if r == "silo:" + netd.inspect(d)["Id"]]
+    netd.docker("rm", "-f", c, d)
+    netd.docker("rmi", "busybox-web")
+    netd.assert_clean()
+
+
+def test_host_port_ranges(netd):
+    # A host range for one container port: each container gets a free one.
+    a, b, c = name(), name(), name()
+    netd.docker("run", "-d", "--name", a, "-p", "18120-18121:80", "busybox", *HTTPD)
+    netd.docker("run", "-d", "--name", b, "-p", "18120-18121:80", "busybox", *HTTPD)
+    got = sorted(netd.docker("port", x, "80").stdout.split()[0] for x in (a, b))
+    assert got == ["0.0.0.0:18120", "0.0.0.0:18121"]
+    out = retry(lambda: wget_host(netd, "http://127.0.0.1:18121/").stdout, what="second port of the range")
+    assert out.strip() == "hello-http"
+    p = netd.docker("run", "-d", "--name", c, "-p", "18120-18121:80", "busybox", "true", check=False)
+    assert p.returncode != 0 and "no free host port in 18120-18121" in p.stderr, p.stderr
+    netd.docker("rm", "-f", a, b, c)
+    # Equal ranges map port by port.
+    d = name()
+    netd.docker("run", "-d", "--name", d, "-p", "18130-18131:80-81", "busybox", "sleep", "60")
+    assert netd.docker("port", d, "81").stdout.split()[0] == "0.0.0.0:18131"
+    assert netd.docker("port", d, "80").stdout.split()[0] == "0.0.0.0:18130"
+    netd.docker("rm", "-f", d)
+    status, body, _ = netd.api("POST", "/containers/create", {
+        "Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "9000-8000"}]}}})
+    assert status == 400 and b"HostPort" in body
+    netd.assert_clean()
+
+
+def test_default_bridge_has_no_names_user_networks_do(netd):
+    a, b = name(), name()
+    netd.docker("run", "-d", "--name", a, "busybox", "sleep", "60")
+    hosts = netd.docker("run", "--rm", "--name", b, "busybox", "cat", "/etc/hosts").stdout
+    assert a not in hosts and b in hosts
+    assert netd.docker("run", "--rm", "busybox", "ping", "-c", "1", "-W", "1", a, check=False).returncode != 0
+    netd.docker("run", "-d", "--name", b, "busybox", "sleep", "60")
+    assert b not in netd.docker("exec", a, "cat", "/etc/hosts").stdout
+    netd.docker("rm", "-f", a, b)
+    netd.assert_clean()
+
+
+def test_connect_stopped_container_and_connect_aliases(netd):
+    net = name()
+    netd.docker("network", "create", "--subnet", "10.250.9.0/24", net)
+    c, c2 = name(), name()
+    netd.docker("create", "--name", c, "busybox", "sleep", "60")
+    # Stopped: recorded, joined at start.
+    status, body, _ = netd.api("POST", f"/networks/{net}/connect",
+                               {"Container": c, "EndpointConfig": {"Aliases": ["-bad"]}})
+    assert status == 400 and b"not a valid name" in body, body
+    netd.docker("network", "connect", "--alias", "dbalias", net, c)
+    assert set(netd.inspect(c)["NetworkSettings"]["Networks"]) == {"bridge", net}
+    p = netd.docker("network", "connect", net, c, check=False)
+    assert p.returncode != 0 and "already connected" in p.stderr
+    netd.docker("start", c)
+    assert "10.250.9." in netd.docker("exec", c, "ip", "-o", "-4", "addr", "show", "eth1").stdout
+    # Running: joins at once, with its aliases on that network only.
+    netd.docker("run", "-d", "--name", c2, "busybox", "sleep", "60")
+    netd.docker("network", "connect", "--alias", "web2", net, c2)
+    hosts = netd.docker("run", "--rm", "--network", net, "busybox", "cat", "/etc/hosts").stdout
+    assert "dbalias" in hosts and c in hosts and "web2" in hosts and c2 in hosts, hosts
+    netd.docker("exec", c2, "ping", "-c", "1", "-W", "2", "dbalias")
+    # A restart keeps the networks it was connected to.
+    netd.docker("restart", "-t", "0", c2)
+    assert "10.250.9." in netd.docker("exec", c2, "ip", "-o", "-4", "addr", "show", "eth1").stdout
+    # Disconnected while stopped: not joined at the next start.
+    netd.docker("stop", "-t", "0", c)
+    netd.docker("network", "disconnect", net, c)
+    p = netd.docker("network", "disconnect", net, c, check=False)
+    assert p.returncode != 0 and "not connected" in p.stderr
+    netd.docker("start", c)
+    assert netd.docker("exec", c, "ip", "link", "show", "eth1", check=False).returncode != 0
+    assert set(netd.inspect(c)["NetworkSettings"]["Networks"]) == {"bridge"}
+    # Its first network goes only with it.
+    p = netd.docker("network", "disconnect", "bridge", c, check=False)
+    assert p.returncode != 0 and "first network" in p.stderr
+    netd.docker("rm", "-f", c, c2)
+    netd.docker("network", "rm", net)
     netd.assert_clean()

@@ -41,7 +41,7 @@ static void test_log_round_trip(void **state)
         assert_int_equal(len, 6);
         assert_memory_equal(data, "hello\n", 6);
         free(data);
-        assert_int_equal(off, SILO_LOG_HEADER + 6);
+        assert_int_equal(off, SILO_LOG_HEADER_TIMED + 6);
         assert_int_equal(silo_log_read_frame(fd, &off, &stream, &data, &len, NULL), 1);
         assert_int_equal(stream, 2);
         assert_memory_equal(data, "oops\n", 5);
@@ -50,6 +50,41 @@ static void test_log_round_trip(void **state)
         uint64_t end = off;
         assert_int_equal(silo_log_read_frame(fd, &off, &stream, &data, &len, NULL), 0);
         assert_int_equal(off, end);
+}
+
+static void test_log_times_and_old_frames(void **state)
+{
+        (void) state;
+        _cleanup_close_ int fd = tmpfile_fd();
+        /* A frame of an older log: plain stdcopy header, no time. */
+        const unsigned char old[] = { 1, 0, 0, 0, 0, 0, 0, 3, 'o', 'l', 'd' };
+        assert_int_equal(write(fd, old, sizeof(old)), (ssize_t) sizeof(old));
+        int64_t before = silo_engine_now_ns();
+        assert_int_equal(silo_log_append(fd, 2, "new", 3, NULL), 0);
+        int64_t after = silo_engine_now_ns();
+        uint64_t off = 0;
+        int stream;
+        char *data;
+        size_t len;
+        int64_t t = -1;
+        assert_int_equal(silo_log_read_frame_timed(fd, &off, &stream, &data, &len, &t, NULL), 1);
+        assert_int_equal(t, 0);
+        assert_memory_equal(data, "old", 3);
+        free(data);
+        assert_int_equal(silo_log_read_frame_timed(fd, &off, &stream, &data, &len, &t, NULL), 1);
+        assert_int_equal(stream, 2);
+        assert_memory_equal(data, "new", 3);
+        free(data);
+        assert_true(t >= before && t <= after);
+        assert_int_equal(off, sizeof(old) + SILO_LOG_HEADER_TIMED + 3);
+
+        /* A timed header cut short is "not yet written". */
+        _cleanup_close_ int cut = tmpfile_fd();
+        const unsigned char partial[] = { 1, 'T', 0, 0, 0, 0, 0, 1, 0, 0, 0 };
+        assert_int_equal(write(cut, partial, sizeof(partial)), (ssize_t) sizeof(partial));
+        off = 0;
+        assert_int_equal(silo_log_read_frame_timed(cut, &off, &stream, &data, &len, &t, NULL), 0);
+        assert_int_equal(off, 0);
 }
 
 static void test_log_splits_large_writes(void **state)
@@ -146,6 +181,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_log_round_trip),
+                cmocka_unit_test(test_log_times_and_old_frames),
                 cmocka_unit_test(test_log_splits_large_writes),
                 cmocka_unit_test(test_log_partial_and_corrupt_frames),
                 cmocka_unit_test(test_state_files),

@@ -67,6 +67,18 @@ static void test_port_parse_valid(void **state)
         assert_int_equal(p.host_port, 0);
         assert_int_equal(p.host_ip, htonl(0x7f000001));
         assert_int_equal(p.proto, IPPROTO_UDP);
+
+        /* A host range for one container port: attach picks a free one of it. */
+        assert_int_equal(silo_net_port_parse("8000-8010:80", &p, &err), 0);
+        assert_int_equal(p.host_port, 8000);
+        assert_int_equal(p.host_port_last, 8010);
+        assert_int_equal(p.container_port, 80);
+        assert_int_equal(p.count, 1);
+        assert_string_equal(silo_net_port_format(&p, buf), "0.0.0.0:8000-8010:80/tcp");
+        assert_int_equal(silo_net_port_parse(buf, &q, &err), 0);
+        assert_int_equal(q.host_port_last, 8010);
+        assert_int_equal(silo_net_port_parse("8080:80", &p, &err), 0);
+        assert_int_equal(p.host_port_last, 0);
 }
 
 static void test_port_parse_invalid(void **state)
@@ -86,7 +98,7 @@ static void test_port_parse_invalid(void **state)
                 { "1.2.3:8080:80", "not an IPv4 address" },
                 { "::1:8080:80", "not an IPv4 address" },
                 { "9010-9000:80-90", "reversed" },
-                { "9000-9001:80", "host range has 2 ports, container range 1" },
+                { "9000-9001:80-82", "host range has 2 ports, container range 3" },
                 { "1-2000:1-2000", "more than 1024 ports" },
                 { "8080:", "is not a port number" },
                 { ":80", "is not a port number" },
@@ -252,7 +264,10 @@ static void test_ipam_leases(void **state)
         silo_net_network_options second = { .subnet = "10.79.0.0/24" };
         assert_int_equal(silo_net_network_create(n, "second", &second, NULL, &err), 0);
         json_t *x = NULL;
-        assert_int_equal(silo_net_connect(n, "d", "second", &x, &err), 0);
+        const char *bad_alias[] = { "-bad", NULL }, *alias[] = { "dee", NULL };
+        assert_int_equal(silo_net_connect_aliases(n, "d", "second", bad_alias, NULL, &err), -EINVAL);
+        assert_int_equal(silo_net_connect_aliases(n, "d", "second", alias, &x, &err), 0);
+        assert_string_equal(json_string_value(json_array_get(json_object_get(x, "aliases"), 0)), "dee");
         assert_string_equal(json_string_value(json_object_get(x, "ip")), "10.79.0.2");
         assert_string_equal(json_string_value(json_object_get(x, "ifname")), "eth1");
         json_decref(x);

@@ -15,9 +15,11 @@
  * records the exit code.  silod only reads these files, so containers keep
  * running (and their exits get recorded) while silod is down.
  *
- * Log frames use the Docker stdcopy header, so a non-TTY log can be served
- * as is: byte 0 the stream (1 stdout, 2 stderr), bytes 4..7 the payload
- * length big-endian, then the payload. */
+ * Log frames extend the Docker stdcopy header with the time the monitor read
+ * the data: byte 0 the stream (1 stdout, 2 stderr), byte 1 'T', bytes 4..7
+ * the payload length big-endian, bytes 8..15 the wall-clock time in ns since
+ * the epoch big-endian, then the payload.  Readers also accept the plain
+ * 8-byte stdcopy header (byte 1 zero, no time) of logs written before. */
 #pragma once
 
 #include <stdbool.h>
@@ -47,7 +49,8 @@ static inline void silo_close_reset(int *fd)
 #define SILO_ENGINE_CONTROL_SOCKET "control.sock" /* one command line per connection (resize) */
 #define SILO_ENGINE_CONTROL_MAX 64              /* longest control message, newline included */
 
-#define SILO_LOG_HEADER 8
+#define SILO_LOG_HEADER 8              /* stdcopy, as served to clients */
+#define SILO_LOG_HEADER_TIMED 16       /* as stored: stdcopy + time */
 #define SILO_LOG_FRAME_MAX (64u * 1024)
 
 struct silo_monitor_options {
@@ -79,6 +82,9 @@ int silo_log_append(int fd, int stream, const void *data, size_t len, silo_error
 /* Reads the frame at *offset if it is complete: stream and payload (malloc'd)
  * and advances *offset.  Returns 1 for a frame, 0 at the end (or a frame
  * still being written), negative errno on a corrupt header. */
+/* The same with the frame's time (0 for a frame stored without one). */
+int silo_log_read_frame_timed(int fd, uint64_t *offset, int *ret_stream, char **ret_data, size_t *ret_len,
+                              int64_t *ret_time_ns, silo_error *err);
 int silo_log_read_frame(int fd, uint64_t *offset, int *ret_stream, char **ret_data, size_t *ret_len,
                         silo_error *err);
 

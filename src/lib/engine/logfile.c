@@ -1,7 +1,8 @@
-/* Container log files: stdcopy-framed output appended by the monitor. */
+/* Container log files: time-stamped stdcopy frames appended by the monitor. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -11,11 +12,16 @@
 int silo_log_append(int fd, int stream, const void *data, size_t len, silo_error *err)
 {
         const char *p = data;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t now = (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
         while (len > 0) {
                 size_t n = len > SILO_LOG_FRAME_MAX ? SILO_LOG_FRAME_MAX : len;
-                unsigned char hdr[SILO_LOG_HEADER] = { (unsigned char) stream, 0, 0, 0,
-                                                       (unsigned char) (n >> 24), (unsigned char) (n >> 16),
-                                                       (unsigned char) (n >> 8), (unsigned char) n };
+                unsigned char hdr[SILO_LOG_HEADER_TIMED] = { (unsigned char) stream, 'T', 0, 0,
+                                                             (unsigned char) (n >> 24), (unsigned char) (n >> 16),
+                                                             (unsigned char) (n >> 8), (unsigned char) n };
+                for (int i = 0; i < 8; i++)
+                        hdr[8 + i] = (unsigned char) (now >> (56 - 8 * i));
                 struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *) p, n } };
                 /* One writev on an O_APPEND file: readers see whole frames or
                  * a short tail they treat as "not yet written". */
@@ -51,31 +57,52 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *ret_g
         return 0;
 }
 
-int silo_log_read_frame(int fd, uint64_t *offset, int *ret_stream, char **ret_data, size_t *ret_len,
-                        silo_error *err)
+int silo_log_read_frame_timed(int fd, uint64_t *offset, int *ret_stream, char **ret_data, size_t *ret_len,
+                              int64_t *ret_time_ns, silo_error *err)
 {
-        unsigned char hdr[SILO_LOG_HEADER];
+        unsigned char hdr[SILO_LOG_HEADER_TIMED];
         size_t got;
-        int r = pread_full(fd, hdr, sizeof(hdr), *offset, &got);
+        int r = pread_full(fd, hdr, SILO_LOG_HEADER, *offset, &got);
         if (r < 0)
                 return silo_error_set(err, -r, "read log");
-        if (got < sizeof(hdr))
+        if (got < SILO_LOG_HEADER)
                 return 0;
         size_t len = (size_t) hdr[4] << 24 | (size_t) hdr[5] << 16 | (size_t) hdr[6] << 8 | hdr[7];
-        if ((hdr[0] != 1 && hdr[0] != 2) || len > SILO_LOG_FRAME_MAX)
+        if ((hdr[0] != 1 && hdr[0] != 2) || (hdr[1] != 0 && hdr[1] != 'T') || hdr[2] || hdr[3] ||
+            len > SILO_LOG_FRAME_MAX)
                 return silo_error_msg(err, EBADMSG, "log: corrupt frame header at offset %llu",
                                       (unsigned long long) *offset);
+        size_t hdr_len = hdr[1] == 'T' ? SILO_LOG_HEADER_TIMED : SILO_LOG_HEADER;
+        uint64_t time_ns = 0;
+        if (hdr_len == SILO_LOG_HEADER_TIMED) {
+                r = pread_full(fd, hdr + SILO_LOG_HEADER, SILO_LOG_HEADER_TIMED - SILO_LOG_HEADER,
+                               *offset + SILO_LOG_HEADER, &got);
+                if (r < 0)
+                        return silo_error_set(err, -r, "read log");
+                if (got < SILO_LOG_HEADER_TIMED - SILO_LOG_HEADER)
+                        return 0;
+                for (int i = 0; i < 8; i++)
+                        time_ns = time_ns << 8 | hdr[8 + i];
+        }
         _cleanup_free_ char *data = malloc(len ? len : 1);
         if (!data)
                 return silo_error_set(err, ENOMEM, "read log");
-        r = pread_full(fd, data, len, *offset + sizeof(hdr), &got);
+        r = pread_full(fd, data, len, *offset + hdr_len, &got);
         if (r < 0)
                 return silo_error_set(err, -r, "read log");
         if (got < len)
                 return 0;
-        *offset += sizeof(hdr) + len;
+        *offset += hdr_len + len;
         *ret_stream = hdr[0];
         *ret_len = len;
         *ret_data = TAKE_PTR(data);
+        if (ret_time_ns)
+                *ret_time_ns = time_ns > INT64_MAX ? INT64_MAX : (int64_t) time_ns;
         return 1;
+}
+
+int silo_log_read_frame(int fd, uint64_t *offset, int *ret_stream, char **ret_data, size_t *ret_len,
+                        silo_error *err)
+{
+        return silo_log_read_frame_timed(fd, offset, ret_stream, ret_data, ret_len, NULL, err);
 }

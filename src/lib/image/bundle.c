@@ -439,7 +439,8 @@ int silo_bundle_create(silo_store *s, const char *image_ref, const char *bundle_
                 r = silo_error_set(err, ENOMEM, "bundle");
                 goto fail;
         }
-        r = silo_rootfs_mount(s, o->id, target, &mounted, err);
+        r = o->volatile_rootfs ? silo_rootfs_mount_volatile(s, o->id, target, &mounted, err)
+                               : silo_rootfs_mount(s, o->id, target, &mounted, err);
         if (r < 0)
                 goto fail;
         rootfd = open(mounted, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -462,7 +463,8 @@ int silo_bundle_create(silo_store *s, const char *image_ref, const char *bundle_
                 r = silo_error_set(err, ENOMEM, "config.json");
                 goto fail;
         }
-        r = silo_write_file_atomic_at(bfd, "config.json", text, strlen(text), 0644, err);
+        r = o->no_sync ? silo_write_file_replace_at(bfd, "config.json", text, strlen(text), 0644, err)
+                       : silo_write_file_atomic_at(bfd, "config.json", text, strlen(text), 0644, err);
         if (r < 0)
                 goto fail;
         return 0;

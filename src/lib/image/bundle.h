@@ -21,6 +21,8 @@ typedef struct silo_bundle_options {
         const char *hostname;
         bool terminal;
         bool readonly;                  /* read-only root filesystem */
+        bool no_sync;                   /* config.json atomic but not fsync'd: the caller rewrites it durably */
+        bool volatile_rootfs;           /* silo_rootfs_mount_volatile(): a container removed after its exit */
 } silo_bundle_options;
 
 /* Pure conversion: image config -> runtime spec.  rootfs_fd (may be -1) is

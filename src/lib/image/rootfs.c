@@ -298,7 +298,8 @@ static int set_param(int fsfd, const char *key, const char *value, bool optional
 }
 
 /* lowers: top layer first. */
-static int mount_overlay(char **lowers, const char *upper, const char *work, const char *target, silo_error *err)
+static int mount_overlay(char **lowers, const char *upper, const char *work, const char *target, bool volatile_upper,
+                         silo_error *err)
 {
         _cleanup_close_ int fsfd = fsopen("overlay", FSOPEN_CLOEXEC);
         if (fsfd < 0)
@@ -321,6 +322,13 @@ static int mount_overlay(char **lowers, const char *upper, const char *work, con
                 r = set_param(fsfd, "metacopy", "off", true, err);
         if (r < 0)
                 return r;
+        /* Unmounting an overlay syncs the whole upper filesystem (the host's
+         * root, with whatever else is dirty there): tens of ms per container
+         * on a busy host.  Kernels before 5.10 do not know the flag. */
+        if (volatile_upper && upper && fsconfig(fsfd, FSCONFIG_SET_FLAG, "volatile", NULL, 0) < 0) {
+                char junk[256];
+                fs_context_message(fsfd, junk, sizeof(junk));
+        }
         if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
                 int e = errno;
                 char msg[256];
@@ -362,7 +370,8 @@ static int lower_paths(silo_store *s, const silo_rootfs_info *info, int cdir, ch
         return 0;
 }
 
-int silo_rootfs_mount(silo_store *s, const char *id, const char *target, char **ret_path, silo_error *err)
+static int rootfs_mount(silo_store *s, const char *id, const char *target, bool volatile_upper, char **ret_path,
+                        silo_error *err)
 {
         silo_rootfs_info *pinfo = NULL;
         int r = silo_rootfs_info_load(s, id, &pinfo, err);
@@ -405,10 +414,12 @@ int silo_rootfs_mount(silo_store *s, const char *id, const char *target, char **
             asprintf(&work, "%s/containers/%s/work", silo_store_root(s), id) < 0)
                 return silo_error_set(err, ENOMEM, "mount");
 
-        r = mount_overlay(lowers, upper, work, path, err);
+        r = mount_overlay(lowers, upper, work, path, volatile_upper, err);
         if (r < 0)
                 return silo_error_prefix(err, "mount container rootfs '%s'", id);
-        r = silo_write_file_atomic_at(cdir, MOUNTPOINT_FILE, path, strlen(path), 0600, err);
+        /* Not fsync'd: the mount it names does not survive a reboot either,
+         * and readers check that the path still is an overlay mount. */
+        r = silo_write_file_replace_at(cdir, MOUNTPOINT_FILE, path, strlen(path), 0600, err);
         if (r < 0) {
                 (void) umount2(path, MNT_DETACH);
                 return r;
@@ -416,6 +427,16 @@ int silo_rootfs_mount(silo_store *s, const char *id, const char *target, char **
         if (ret_path)
                 *ret_path = TAKE_PTR(path);
         return 0;
+}
+
+int silo_rootfs_mount(silo_store *s, const char *id, const char *target, char **ret_path, silo_error *err)
+{
+        return rootfs_mount(s, id, target, false, ret_path, err);
+}
+
+int silo_rootfs_mount_volatile(silo_store *s, const char *id, const char *target, char **ret_path, silo_error *err)
+{
+        return rootfs_mount(s, id, target, true, ret_path, err);
 }
 
 int silo_rootfs_unmount(silo_store *s, const char *id, silo_error *err)

@@ -45,6 +45,12 @@ void silo_rootfs_list_free(silo_rootfs_info **v, size_t n);
 /* Mounts the overlay at target (NULL: containers/<id>/merged) and returns
  * the mountpoint.  Mounting an already mounted rootfs returns its path. */
 int silo_rootfs_mount(silo_store *s, const char *id, const char *target, char **ret_path, silo_error *err);
+/* The same with overlay's "volatile" option (ignored by kernels without it):
+ * no syncfs of the host filesystem at unmount and no fsync through the
+ * mount, for containers that are thrown away after their exit (docker run
+ * --rm).  Such a rootfs cannot be mounted again after it was unmounted (the
+ * kernel refuses its work dir); it can only be deleted. */
+int silo_rootfs_mount_volatile(silo_store *s, const char *id, const char *target, char **ret_path, silo_error *err);
 int silo_rootfs_unmount(silo_store *s, const char *id, silo_error *err);
 bool silo_rootfs_is_mounted(silo_store *s, const char *id);
 /* Unmounts if needed and deletes the scratch layer. */

@@ -96,8 +96,10 @@ int silo_net_write_file(const char *dir, const char *name, const char *content, 
 /* ---- hosts and resolv.conf of an endpoint ---- */
 
 /* The names of an endpoint on one hosts line: its own line has its host
- * name first; everyone else's has the name, then the aliases. */
-static void host_names(silo_nft_buf *b, json_t *ep, bool self)
+ * name first; everyone else's has the name, then the aliases it has on
+ * that network (link: the endpoint for its first network, else the
+ * element of "extra"). */
+static void host_names(silo_nft_buf *b, json_t *ep, json_t *link, bool self)
 {
         const char *name = net_jstr(ep, "name"), *host = net_jstr(ep, "hostname");
         if (self && host && strcmp(host, name) != 0)
@@ -105,10 +107,16 @@ static void host_names(silo_nft_buf *b, json_t *ep, bool self)
         silo_nft_buf_printf(b, "%s", name);
         size_t i;
         json_t *a;
-        json_array_foreach(json_object_get(ep, "aliases"), i, a)
+        json_array_foreach(json_object_get(link, "aliases"), i, a)
                 if (json_string_value(a) && strcmp(json_string_value(a), name) != 0)
                         silo_nft_buf_printf(b, " %s", json_string_value(a));
         silo_nft_buf_printf(b, "\n");
+}
+
+/* Whether the containers on network know each other by name. */
+static bool network_names(silo_net *n, const char *network)
+{
+        return !n->default_private || !network || strcmp(network, SILO_NET_DEFAULT_NETWORK) != 0;
 }
 
 /* The /etc/hosts of an endpoint: itself first, then its network's others. */
@@ -118,18 +126,20 @@ char *net_hosts_content(silo_net *n, json_t *self)
         silo_nft_buf_printf(&b, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         const char *self_ip = net_jstr(self, "ip");
         silo_nft_buf_printf(&b, "%s\t", self_ip ? self_ip : "127.0.1.1");
-        host_names(&b, self, true);
+        host_names(&b, self, self, true);
         /* Everyone sharing a network with it, under the address on that network. */
         json_t *extra = json_object_get(self, "extra");
         for (size_t k = 0; k <= json_array_size(extra); k++) {
                 const char *net = net_jstr(k == 0 ? self : json_array_get(extra, k - 1), "network");
+                if (!network_names(n, net))
+                        continue;
                 const char *id;
                 json_t *ep;
                 json_object_foreach(net_endpoints(n), id, ep) {
                         json_t *l = ep == self ? NULL : net_endpoint_link_on(ep, net);
                         if (l && net_jstr(l, "ip")) {
                                 silo_nft_buf_printf(&b, "%s\t", net_jstr(l, "ip"));
-                                host_names(&b, ep, false);
+                                host_names(&b, ep, l, false);
                         }
                 }
         }
@@ -253,7 +263,7 @@ int net_write_endpoint_files(silo_net *n, json_t *ep, json_t *owner, silo_error 
  * directory (container gone without detach) is not an error here. */
 void net_refresh_network_hosts(silo_net *n, const char *network, const char *skip_id)
 {
-        if (!network)
+        if (!network || !network_names(n, network))
                 return;
         const char *id;
         json_t *ep;
@@ -287,6 +297,11 @@ static int strv_member(json_t *ep, const char *key, const char *const *v, bool (
 static bool host_name_ok(const char *s)
 {
         return net_valid_name(s, 63);
+}
+
+int net_link_aliases(json_t *link, const char *const *aliases, silo_error *err)
+{
+        return strv_member(link, "aliases", aliases, host_name_ok, err);
 }
 
 /* A resolv.conf or hosts word: printable, no blanks, bounded. */
@@ -326,7 +341,7 @@ int net_endpoint_names(json_t *ep, const silo_net_attach_options *o, silo_error 
                         return silo_error_msg(err, EINVAL, "host name '%s' is not valid", o->hostname);
                 json_object_set_new(ep, "hostname", json_string(o->hostname));
         }
-        int r = strv_member(ep, "aliases", o->aliases, host_name_ok, err);
+        int r = net_link_aliases(ep, o->aliases, err);
         if (r >= 0)
                 r = strv_member(ep, "extra_hosts", o->extra_hosts, extra_host_ok, err);
         if (r >= 0)

@@ -27,11 +27,13 @@ struct silo_net {
         char **fallback_dns;
         uint32_t default_subnet;
         unsigned default_prefix;
+        bool default_private;           /* no names of others on silo0 */
         silo_nl *nl;                    /* host namespace, opened on first use */
         silo_nft *nft;
         /* Valid while locked: */
         int lock_fd;
         json_t *state;
+        char *saved;                    /* the state file's text as read or last written */
 };
 
 /* ---- state.c ---- */
@@ -79,5 +81,7 @@ char *net_hosts_content(silo_net *n, json_t *self);
 int net_write_endpoint_files(silo_net *n, json_t *ep, json_t *owner, silo_error *err);
 /* Rewrites (in place) the hosts files of everyone on network but skip_id. */
 void net_refresh_network_hosts(silo_net *n, const char *network, const char *skip_id);
+/* Records (validated) aliases on a link: an endpoint or an element of its "extra". */
+int net_link_aliases(json_t *link, const char *const *aliases, silo_error *err);
 /* Records hostname, aliases, extra hosts and DNS settings in ep (validated). */
 int net_endpoint_names(json_t *ep, const silo_net_attach_options *o, silo_error *err);

@@ -133,7 +133,7 @@ static bool host_port_bindable(const silo_net_port *p, uint16_t port)
 static bool port_held(silo_net *n, const silo_net_port *cand, const silo_net_port *mine, size_t n_mine)
 {
         for (size_t i = 0; i < n_mine; i++)
-                if (mine[i].host_port && silo_net_port_overlaps(cand, &mine[i]))
+                if (mine[i].host_port && !mine[i].host_port_last && silo_net_port_overlaps(cand, &mine[i]))
                         return true;
         const char *id;
         json_t *ep;
@@ -172,6 +172,28 @@ static int assign_ports(silo_net *n, const silo_net_port *ports, size_t n_ports,
         clock_gettime(CLOCK_MONOTONIC, &ts);
         unsigned span = hi - lo + 1, start = (unsigned) (ts.tv_nsec ^ ts.tv_sec) % span;
         for (size_t i = 0; i < n_ports; i++) {
+                if (v[i].host_port && v[i].host_port_last) {
+                        /* A host range for one port: the first free one. */
+                        unsigned first = v[i].host_port, last = v[i].host_port_last;
+                        v[i].host_port = 0;
+                        for (unsigned port = first; port <= last && !v[i].host_port; port++) {
+                                silo_net_port cand = v[i];
+                                cand.host_port = (uint16_t) port;
+                                cand.host_port_last = 0;
+                                if (!port_held(n, &cand, v, n_ports) && host_port_bindable(&cand, cand.host_port))
+                                        v[i].host_port = cand.host_port;
+                        }
+                        if (!v[i].host_port) {
+                                char buf[64];
+                                silo_net_port want = v[i];
+                                want.host_port = (uint16_t) first;
+                                free(v);
+                                return silo_error_msg(err, EADDRINUSE, "port %s: no free host port in %u-%u",
+                                                      silo_net_port_format(&want, buf), first, last);
+                        }
+                        v[i].host_port_last = 0;
+                        continue;
+                }
                 if (v[i].host_port)
                         continue;
                 v[i].count = 1;
@@ -629,13 +651,20 @@ int silo_net_endpoint_list(silo_net *n, json_t **ret, silo_error *err)
 
 #define MAX_EXTRA_NETWORKS 15
 
-static int extra_attach(silo_net *n, const char *id, json_t *ep, const char *network, json_t **ret_info,
-                        silo_error *err)
+static int extra_attach(silo_net *n, const char *id, json_t *ep, const char *network, const char *const *aliases,
+                        json_t **ret_info, silo_error *err)
 {
         if (strcmp(net_jstr(ep, "mode"), "bridge") != 0 || !net_jstr(ep, "netns"))
                 return silo_error_msg(err, EINVAL, "container %s is not in bridge mode", id);
         if (net_endpoint_link_on(ep, network))
                 return silo_error_msg(err, EEXIST, "container %s is already connected to network %s", id, network);
+        /* Checked before anything is allocated. */
+        _cleanup_json_ json_t *names = json_object();
+        if (!names)
+                return silo_error_set(err, ENOMEM, "network");
+        int r = net_link_aliases(names, aliases, err);
+        if (r < 0)
+                return r;
         json_t *net = json_object_get(net_networks(n), network);
         if (!net)
                 return silo_error_msg(err, ENOENT, "network %s not found", network);
@@ -648,7 +677,7 @@ static int extra_attach(silo_net *n, const char *id, json_t *ep, const char *net
                 return silo_error_msg(err, ENOSPC, "container %s: at most %d further networks", id,
                                       MAX_EXTRA_NETWORKS);
         silo_nl_link bridge;
-        int r = net_ensure_bridge(n, net, &bridge, err);
+        r = net_ensure_bridge(n, net, &bridge, err);
         if (r < 0)
                 return r;
         r = net_save_state(n, err);
@@ -690,7 +719,9 @@ static int extra_attach(silo_net *n, const char *id, json_t *ep, const char *net
                                  "ip", net_ip_text(ip, ip_s), "prefix", (int) prefix, "gateway",
                                  net_jstr(net, "gateway"), "mac", mac_s, "veth", veth, "ifname", ifname, "mtu",
                                  (int) bridge.mtu);
-        if (!link || json_array_append_new(extra, link) < 0)
+        if (!link || (json_object_get(names, "aliases") &&
+                      json_object_set(link, "aliases", json_object_get(names, "aliases")) < 0) ||
+            json_array_append_new(extra, link) < 0)
                 return silo_error_set(err, ENOMEM, "network");
         size_t slot = json_array_size(extra) - 1;
         r = net_save_state(n, err);
@@ -723,6 +754,12 @@ static int extra_attach(silo_net *n, const char *id, json_t *ep, const char *net
 int silo_net_connect(silo_net *n, const char *container_id, const char *network, json_t **ret_info,
                      silo_error *err)
 {
+        return silo_net_connect_aliases(n, container_id, network, NULL, ret_info, err);
+}
+
+int silo_net_connect_aliases(silo_net *n, const char *container_id, const char *network,
+                             const char *const *aliases, json_t **ret_info, silo_error *err)
+{
         int r = net_lock_state(n, err);
         if (r < 0)
                 return r;
@@ -730,7 +767,7 @@ int silo_net_connect(silo_net *n, const char *container_id, const char *network,
         if (!ep)
                 r = silo_error_msg(err, ENOENT, "container %s is not connected", container_id ? container_id : "");
         else
-                r = extra_attach(n, container_id, ep, network ? network : "", ret_info, err);
+                r = extra_attach(n, container_id, ep, network ? network : "", aliases, ret_info, err);
         net_unlock_state(n);
         return r;
 }

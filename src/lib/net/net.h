@@ -30,6 +30,8 @@ typedef struct silo_net_options {
         const char *default_subnet;     /* silo0's subnet when first created; NULL = first free 10.211.N.0/24 */
         const char *host_resolv_conf;   /* NULL = /etc/resolv.conf */
         const char *const *fallback_dns;/* when every host resolver is loopback; NULL = 8.8.8.8, 8.8.4.4 */
+        bool default_network_private;   /* silo0's containers do not know each other by name (Docker's
+                                           default bridge; names only on user networks) */
 } silo_net_options;
 
 int silo_net_open(const silo_net_options *o, silo_net **ret, silo_error *err);
@@ -48,6 +50,8 @@ typedef struct silo_net_port {
         uint16_t container_port;
         uint16_t count;                 /* ports in the range, >= 1 */
         uint8_t proto;                  /* IPPROTO_TCP or IPPROTO_UDP */
+        uint16_t host_port_last;        /* non-zero (count 1): attach picks a free host port in
+                                           host_port..host_port_last ("8000-8010:80") */
 } silo_net_port;
 
 int silo_net_port_parse(const char *spec, silo_net_port *ret, silo_error *err);
@@ -117,6 +121,10 @@ int silo_net_release(silo_net *n, const char *container_id, silo_error *err);
  * route.  Docker's `network connect`.  silo_net_detach() removes these too. */
 int silo_net_connect(silo_net *n, const char *container_id, const char *network, json_t **ret_info,
                      silo_error *err);
+/* silo_net_connect() with further names of the container on that network
+ * only (Docker's `network connect --alias`). */
+int silo_net_connect_aliases(silo_net *n, const char *container_id, const char *network,
+                             const char *const *aliases, json_t **ret_info, silo_error *err);
 /* Undoes one silo_net_connect(); the first network goes only with detach. */
 int silo_net_disconnect(silo_net *n, const char *container_id, const char *network, silo_error *err);
 

@@ -115,6 +115,13 @@ int silo_net_port_parse(const char *spec, silo_net_port *ret, silo_error *err)
         r = parse_range(c1 + 1, len - (size_t) (c1 + 1 - spec), spec, &p.container_port, &ccount, err);
         if (r < 0)
                 return r;
+        if (ccount == 1 && hcount > 1) {
+                /* One container port, a host range: attach takes a free one. */
+                p.host_port_last = (uint16_t) (p.host_port + hcount - 1);
+                p.count = 1;
+                *ret = p;
+                return 0;
+        }
         if (hcount != ccount)
                 return silo_error_msg(err, EINVAL, "port '%s': host range has %u ports, container range %u",
                                       spec, hcount, ccount);
@@ -134,7 +141,9 @@ const char *silo_net_port_format(const silo_net_port *p, char buf[64])
                 inet_ntop(AF_INET, &a, ip, sizeof(ip));
         }
         const char *proto = p->proto == IPPROTO_UDP ? "udp" : "tcp";
-        if (p->count > 1)
+        if (p->host_port_last)
+                snprintf(buf, 64, "%s:%u-%u:%u/%s", ip, p->host_port, p->host_port_last, p->container_port, proto);
+        else if (p->count > 1)
                 snprintf(buf, 64, "%s:%u-%u:%u-%u/%s", ip, p->host_port, p->host_port + p->count - 1,
                          p->container_port, p->container_port + p->count - 1, proto);
         else

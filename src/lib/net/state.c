@@ -34,6 +34,8 @@ void net_unlock_state(silo_net *n)
                 json_decref(n->state);
                 n->state = NULL;
         }
+        free(n->saved);
+        n->saved = NULL;
         if (n->lock_fd >= 0) {
                 close(n->lock_fd);      /* drops the flock */
                 n->lock_fd = -1;
@@ -52,7 +54,10 @@ int net_lock_state(silo_net *n, silo_error *err)
                         return silo_error_set(err, e, "lock network state");
                 }
         json_t *doc = NULL;
-        int r = silo_json_load_file_at(n->dirfd, STATE_FILE, STATE_MAX_BYTES, &doc, err);
+        size_t len = 0;
+        int r = silo_read_file_at(n->dirfd, STATE_FILE, STATE_MAX_BYTES, &n->saved, &len, err);
+        if (r >= 0)
+                r = silo_json_load_buffer(n->saved, len, STATE_FILE, &doc, err);
         if (r == -ENOENT) {
                 silo_error_clear(err);
                 doc = json_object();
@@ -110,7 +115,16 @@ int net_save_state(silo_net *n, silo_error *err)
         _cleanup_free_ char *text = json_dumps(n->state, JSON_INDENT(1) | JSON_SORT_KEYS);
         if (!text)
                 return silo_error_set(err, ENOMEM, "network state");
-        return silo_write_file_replace_at(n->dirfd, STATE_FILE, text, strlen(text), 0600, err);
+        /* Unchanged since read or written under this lock: no rewrite (an
+         * attach would otherwise replace the file up to three times). */
+        if (n->saved && strcmp(n->saved, text) == 0)
+                return 0;
+        int r = silo_write_file_replace_at(n->dirfd, STATE_FILE, text, strlen(text), 0600, err);
+        if (r < 0)
+                return r;
+        free(n->saved);
+        n->saved = TAKE_PTR(text);
+        return 0;
 }
 
 json_t *net_networks(silo_net *n)
@@ -187,6 +201,7 @@ int silo_net_open(const silo_net_options *o, silo_net **ret, silo_error *err)
                 return silo_error_set(err, ENOMEM, "network");
         n->dirfd = -1;
         n->lock_fd = -1;
+        n->default_private = o->default_network_private;
         if (o->default_subnet) {
                 int r = silo_net_parse_subnet(o->default_subnet, &n->default_subnet, &n->default_prefix, err);
                 if (r < 0)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -59,6 +60,26 @@ static int setup_time_ns(const struct silo_spec *spec, silo_error *err)
         _cleanup_close_ int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, buf, n) != n)
                 return silo_error_set(err, errno, "linux.timeOffsets: write timens_offsets");
+        return 0;
+}
+
+/* A new network namespace starts with its loopback down.  runc brings it up
+ * (its "loopback" network for a namespace without a path), and programs
+ * expect 127.0.0.1 to work, so do the same. */
+static int loopback_up(silo_error *err)
+{
+        _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return silo_error_set(err, errno, "linux.namespaces: network: socket");
+        struct ifreq ifr = {};
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+        if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+                return silo_error_set(err, errno, "linux.namespaces: network: get the flags of lo");
+        if (ifr.ifr_flags & IFF_UP)
+                return 0;
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+                return silo_error_set(err, errno, "linux.namespaces: network: bring lo up");
         return 0;
 }
 
@@ -139,6 +160,8 @@ void silo_init_main(struct create_ctx *c)
                 silo_sync_fail(sync, &err);
         }
         if (setup_time_ns(spec, &err) < 0 || silo_oom_score_adj_apply(&spec->process, &err) < 0)
+                silo_sync_fail(sync, &err);
+        if (spec->ns[SILO_NS_NET].wanted && !spec->ns[SILO_NS_NET].path && loopback_up(&err) < 0)
                 silo_sync_fail(sync, &err);
 
         if (silo_rootfs_prepare(&c->rootfs, &err) < 0)
