@@ -356,8 +356,13 @@ def test_exec_start_bad_requests(daemon, running):
 
 
 def test_attach_client_leaves_before_and_during(daemon, image):  # noqa: F811
-    p = daemon.docker("create", "-i", image, "cat")
-    cid = p.stdout.strip()
+    # OpenStdin without StdinOnce (`docker create -i` sets StdinOnce, and then the
+    # first client that leaves rightly closes cat's stdin): leaving clients must
+    # not end the container.
+    status, body, _ = daemon.api("POST", "/containers/create",
+                                 {"Image": image, "Cmd": ["cat"], "OpenStdin": True, "StdinOnce": False})
+    assert status == 201, body
+    cid = json.loads(body)["Id"]
     try:
         # Before the upgrade: nothing is kept for the connection.
         for _ in range(5):
@@ -375,7 +380,7 @@ def test_attach_client_leaves_before_and_during(daemon, image):  # noqa: F811
             s.close()
         alive(daemon)
         doc = json.loads(daemon.api("GET", f"/containers/{cid}/json")[1])
-        assert doc["State"]["Running"]
+        assert doc["State"]["Running"], doc["State"]
     finally:
         daemon.docker("rm", "-f", cid, check=False)
 
