@@ -10,6 +10,12 @@
  * removed; at startup whatever belongs to containers that no longer run is
  * reconciled away.
  *
+ * Mode none is cheaper: no namespace file (the runtime makes a fresh
+ * namespace from config.json and brings its loopback up) and no lease in
+ * the library's state (silo_net_write_files() only writes the files), so
+ * start and release never touch the host-wide state file; releasing it
+ * removes STATE/net/<id>.
+ *
  * Docker's predefined network "bridge" is the library's silo0; "host" and
  * "none" are modes, not networks.  Locks: the library handle is used by one
  * thread at a time (nw->lock); nw->lock may be taken before d->lock, never
@@ -17,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -43,6 +50,7 @@ struct net_held {
         struct net_held *next;
         char id[65];
         bool releasing;                 /* a thread is tearing it down */
+        bool files_only;                /* mode none: only STATE/net/<id> to remove */
 };
 
 struct networks {
@@ -381,22 +389,26 @@ static int ctr_net_dir(struct networks *nw, const char *id, char **ret)
 
 /* Tears down what a container holds: endpoint, namespace, files.  Its
  * processes are gone, so unmounting the namespace destroys it and the
- * kernel deletes the veths with it, asynchronously (silo_net_release). */
-static int release(struct networks *nw, const char *id, silo_error *err)
+ * kernel deletes the veths with it, asynchronously (silo_net_release).
+ * files_only (mode none): there is no endpoint or namespace file. */
+static int release(struct networks *nw, const char *id, bool files_only, silo_error *err)
 {
-        lib_lock(nw);
-        int r = silo_net_release(nw->net, id, err);
-        lib_unlock(nw);
-        if (r == -ENOENT) {
-                silo_error_clear(err);
-                r = 0;
-        }
         _cleanup_free_ char *dir = NULL, *ns = NULL;
         if (ctr_net_dir(nw, id, &dir) < 0 || asprintf(&ns, "%s/netns", dir) < 0)
                 return silo_error_set(err, ENOMEM, "network");
-        int r2 = silo_net_netns_remove(ns, r < 0 ? NULL : err);
-        if (r >= 0)
-                r = r2;
+        int r = 0;
+        if (!files_only) {
+                lib_lock(nw);
+                r = silo_net_release(nw->net, id, err);
+                lib_unlock(nw);
+                if (r == -ENOENT) {
+                        silo_error_clear(err);
+                        r = 0;
+                }
+                int r2 = silo_net_netns_remove(ns, r < 0 ? NULL : err);
+                if (r >= 0)
+                        r = r2;
+        }
         int r3 = silo_rm_rf_at(AT_FDCWD, dir, r < 0 ? NULL : err);
         if (r >= 0 && r3 != -ENOENT)
                 r = r3;
@@ -421,8 +433,8 @@ static void held_remove_locked(struct networks *nw, struct net_held *h)
                 }
 }
 
-/* Points config.json at the namespace (or drops it: host mode) and
- * bind-mounts the files. */
+/* Points config.json at the namespace (NULL: a fresh one, mode none; host
+ * mode: none at all) and bind-mounts the files. */
 static int adjust_config(struct ctr *ct, const char *netns, bool host, const char *files_dir, silo_error *err)
 {
         _cleanup_free_ char *bundle = NULL;
@@ -445,8 +457,10 @@ static int adjust_config(struct ctr *ct, const char *netns, bool host, const cha
                 json_array_remove(nss, i);
                 break;
         }
-        if (!host)
+        if (!host && netns)
                 json_array_append_new(nss, json_pack("{s:s, s:s}", "type", "network", "path", netns));
+        else if (!host)
+                json_array_append_new(nss, json_pack("{s:s}", "type", "network"));
         json_t *mounts = json_object_get(spec, "mounts");
         if (!json_is_array(mounts)) {
                 mounts = json_array();
@@ -528,7 +542,82 @@ static int connect_recorded(struct networks *nw, const char *id, json_t *record,
         return 0;
 }
 
-static int setup(struct silod *d, struct ctr *ct, silo_error *err)
+static bool mode_is_none_locked(struct ctr *ct)
+{
+        const char *mode = jstr(json_object_get(ct->record, "HostConfig"), "NetworkMode");
+        return mode && strcmp(mode, "none") == 0;
+}
+
+/* Its name in its hosts file and DNSNames: the container name when it is
+ * a valid length, else the short id. */
+static const char *endpoint_name(json_t *record, const char *id, char short_id[13])
+{
+        const char *name = jstr(record, "Name") ?: id;
+        snprintf(short_id, 13, "%.12s", id);
+        return strlen(name) <= 63 ? name : short_id;
+}
+
+/* The files of a container in mode none (no namespace file, no lease) and
+ * config.json: a fresh namespace of its own. */
+static int setup_none(struct silod *d, struct ctr *ct, json_t *record, const struct net_settings *s,
+                      silo_error *err)
+{
+        struct networks *nw = d->networks;
+        _cleanup_free_ char *dir = NULL;
+        if (ctr_net_dir(nw, ct->id, &dir) < 0)
+                return silo_error_set(err, ENOMEM, "network");
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return silo_error_set(err, errno, "mkdir %s", dir);
+        char short_id[13];
+        const char *hostname = jstr(json_object_get(record, "Config"), "Hostname");
+        const char *name = endpoint_name(record, ct->id, short_id);
+        silo_net_attach_options o = {
+                .container_id = ct->id,
+                .name = name,
+                .hostname = hostname && *hostname ? hostname : short_id,
+                .mode = "none",
+                .files_dir = dir,
+                .extra_hosts = s->extra_hosts,
+                .dns = s->dns,
+                .dns_search = s->dns_search,
+                .dns_options = s->dns_options,
+        };
+        /* No lib_lock: it reads only the handle's options. */
+        int r = silo_net_write_files(nw->net, &o, err);
+        if (r >= 0)
+                r = adjust_config(ct, NULL, false, dir, err);
+        return r;
+}
+
+/* A container joining the namespace of one in mode none (which has no
+ * endpoint to join): its namespace through its process, and its files. */
+static int setup_join_none(struct silod *d, struct ctr *ct, const char *target, bool *ret_done, silo_error *err)
+{
+        struct networks *nw = d->networks;
+        *ret_done = false;
+        struct ctr *other = ctr_lookup(d, target);
+        if (!other)
+                return 0;
+        pthread_mutex_lock(&d->lock);
+        bool none = mode_is_none_locked(other), running = other->status == CTR_RUNNING;
+        pid_t pid = other->pid;
+        char id[65];
+        snprintf(id, sizeof(id), "%s", other->id);
+        pthread_mutex_unlock(&d->lock);
+        ctr_unref(d, other);
+        if (!none)
+                return 0;
+        *ret_done = true;
+        if (!running || pid <= 0)
+                return silo_error_msg(err, EINVAL, "cannot join the network of container %s: it is not running",
+                                      target);
+        _cleanup_free_ char *ns = NULL, *dir = NULL;
+        if (asprintf(&ns, "/proc/%d/ns/net", (int) pid) < 0 || ctr_net_dir(nw, id, &dir) < 0)
+                return silo_error_set(err, ENOMEM, "network");
+        return adjust_config(ct, ns, false, dir, err);
+}
+
+static int setup(struct silod *d, struct ctr *ct, bool files_only, silo_error *err)
 {
         struct networks *nw = d->networks;
         _cleanup_json_ json_t *record = record_copy(d, ct);
@@ -538,6 +627,11 @@ static int setup(struct silod *d, struct ctr *ct, silo_error *err)
         int r = net_settings_parse(json_object_get(record, "HostConfig"), &s, err);
         if (r < 0)
                 return r;
+        if (files_only) {
+                r = setup_none(d, ct, record, &s, err);
+                net_settings_done(&s);
+                return r;
+        }
         _cleanup_free_ silo_net_port *ports = NULL;
         _cleanup_free_ const char **aliases = NULL;
         _cleanup_free_ char *dir = NULL, *ns = NULL;
@@ -558,6 +652,12 @@ static int setup(struct silod *d, struct ctr *ct, silo_error *err)
         if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
                 r = silo_error_set(err, errno, "mkdir %s", dir);
                 goto out;
+        }
+        if (joins) {
+                bool done;
+                r = setup_join_none(d, ct, mode + 10, &done, err);
+                if (r < 0 || done)
+                        goto out;
         }
         if (!host && !joins) {
                 r = silo_net_netns_create(ns, err);
@@ -624,8 +724,9 @@ int networks_container_start(struct silod *d, struct ctr *ct, silo_error *err)
                         continue;
                 }
                 h->releasing = true;
+                bool files_only = h->files_only;
                 pthread_mutex_unlock(&d->lock);
-                release(nw, ct->id, NULL);
+                release(nw, ct->id, files_only, NULL);
                 pthread_mutex_lock(&d->lock);
                 held_remove_locked(nw, h);
                 pthread_cond_broadcast(&d->changed);
@@ -636,14 +737,16 @@ int networks_container_start(struct silod *d, struct ctr *ct, silo_error *err)
                 return silo_error_set(err, ENOMEM, "network");
         }
         snprintf(h->id, sizeof(h->id), "%s", ct->id);
+        /* Decided once: the poller releases what this start made. */
+        bool files_only = h->files_only = mode_is_none_locked(ct);
         h->next = nw->held;
         nw->held = h;
         pthread_mutex_unlock(&d->lock);
         /* The poller leaves it alone while ct->starting; if the start fails
          * the container is exited and the poller releases it. */
-        int r = setup(d, ct, err);
+        int r = setup(d, ct, files_only, err);
         if (r < 0)
-                release(nw, ct->id, NULL);
+                release(nw, ct->id, files_only, NULL);
         return r < 0 ? silo_error_prefix(err, "network") : 0;
 }
 
@@ -674,9 +777,10 @@ void networks_poll_locked(struct silod *d)
                 h->releasing = true;
                 char id[65];
                 snprintf(id, sizeof(id), "%s", h->id);
+                bool files_only = h->files_only;
                 pthread_mutex_unlock(&d->lock);
                 silo_error err = SILO_ERROR_INIT;
-                if (release(nw, id, &err) < 0)
+                if (release(nw, id, files_only, &err) < 0)
                         fprintf(stderr, "silod: releasing the network of %s: %s\n", id, err.message);
                 pthread_mutex_lock(&d->lock);
                 held_remove_locked(nw, h);
@@ -772,13 +876,17 @@ int networks_init(struct silod *d, silo_error *err)
                 struct net_held *h = running ? calloc(1, sizeof(*h)) : NULL;
                 if (h) {
                         memcpy(h->id, de->d_name, 64);
+                        /* Mode none started by an older silod has a namespace file and a lease. */
+                        char ns[PATH_MAX];
+                        snprintf(ns, sizeof(ns), "%s/%s/netns", nw->dir, de->d_name);
+                        h->files_only = mode_is_none_locked(ct) && access(ns, F_OK) < 0 && errno == ENOENT;
                         h->next = nw->held;
                         nw->held = h;
                 }
                 pthread_mutex_unlock(&d->lock);
                 if (!running) {
                         silo_error e = SILO_ERROR_INIT;
-                        if (release(nw, de->d_name, &e) < 0)
+                        if (release(nw, de->d_name, false, &e) < 0)
                                 fprintf(stderr, "silod: network leftovers of %s: %s\n", de->d_name, e.message);
                 }
         }
@@ -923,17 +1031,37 @@ static json_t *settings_of(struct silod *d, const char *ctr_id, json_t *record, 
                          networks);
 }
 
+/* What inspect shows of a running container in mode none, which has no
+ * endpoint in the library: its name, files, and namespace (of its process). */
+static json_t *none_endpoint(struct networks *nw, const char *id, json_t *record, pid_t pid)
+{
+        char short_id[13];
+        _cleanup_free_ char *dir = NULL, *ns = NULL;
+        if (ctr_net_dir(nw, id, &dir) < 0 || (pid > 0 && asprintf(&ns, "/proc/%d/ns/net", (int) pid) < 0))
+                return NULL;
+        return json_pack("{s:s, s:s, s:s, s:s*}", "name", endpoint_name(record, id, short_id), "mode", "none",
+                         "files", dir, "netns", ns);
+}
+
 void networks_inspect_fill(struct silod *d, struct ctr *ct, json_t *doc)
 {
         struct networks *nw = d->networks;
         _cleanup_json_ json_t *ep = NULL;
-        if (nw && json_is_true(json_object_get(json_object_get(doc, "State"), "Running"))) {
-                lib_lock(nw);
-                if (silo_net_endpoint(nw->net, ct->id, &ep, NULL) < 0)
-                        ep = NULL;
-                lib_unlock(nw);
-        }
         _cleanup_json_ json_t *record = record_copy(d, ct);
+        if (nw && json_is_true(json_object_get(json_object_get(doc, "State"), "Running"))) {
+                pthread_mutex_lock(&d->lock);
+                bool none = mode_is_none_locked(ct);
+                pid_t pid = ct->pid;
+                pthread_mutex_unlock(&d->lock);
+                if (none)
+                        ep = none_endpoint(nw, ct->id, record, pid);
+                else {
+                        lib_lock(nw);
+                        if (silo_net_endpoint(nw->net, ct->id, &ep, NULL) < 0)
+                                ep = NULL;
+                        lib_unlock(nw);
+                }
+        }
         json_t *settings = settings_of(d, ct->id, record, ep);
         if (settings)
                 json_object_set_new(doc, "NetworkSettings", settings);
@@ -969,7 +1097,13 @@ void networks_list_fill(struct silod *d, json_t *list)
                         continue;
                 bool running = strcmp(jstr(entry, "State") ?: "", "running") == 0 ||
                                strcmp(jstr(entry, "State") ?: "", "paused") == 0;
-                json_t *ep = running ? json_object_get(eps, id) : NULL;
+                _cleanup_json_ json_t *record = record_copy(d, ct);
+                _cleanup_json_ json_t *none_ep = NULL;
+                pthread_mutex_lock(&d->lock);
+                if (nw && running && mode_is_none_locked(ct))
+                        none_ep = none_endpoint(nw, id, record, ct->pid);
+                pthread_mutex_unlock(&d->lock);
+                json_t *ep = none_ep ? none_ep : running ? json_object_get(eps, id) : NULL;
                 json_t *ports = json_array();
                 size_t k;
                 json_t *v;
@@ -989,7 +1123,6 @@ void networks_list_fill(struct silod *d, json_t *list)
                                                                        p.proto == IPPROTO_UDP ? "udp" : "tcp"));
                 }
                 json_object_set_new(entry, "Ports", ports);
-                _cleanup_json_ json_t *record = record_copy(d, ct);
                 json_t *settings = settings_of(d, id, record, ep);
                 json_object_set_new(entry, "NetworkSettings",
                                     json_pack("{s:O}", "Networks", json_object_get(settings, "Networks")));

@@ -376,6 +376,62 @@ def test_none_and_host_modes(netd):
     netd.assert_clean()
 
 
+def state_file_snapshot(netd):
+    path = os.path.join(netd.netdir, "state.json")
+    try:
+        st = os.stat(path)
+        with open(path) as f:
+            return (st.st_mtime_ns, st.st_ino, f.read())
+    except FileNotFoundError:
+        return None
+
+
+def test_none_mode_files_without_lease(netd):
+    netd.assert_clean()
+    before = state_file_snapshot(netd)
+    c = name()
+    cid = netd.docker("run", "-d", "--name", c, "--network", "none", "--hostname", "quiet1",
+                      "--add-host", "db.example:10.1.2.3", "--dns", "10.9.9.9", "--dns-option", "ndots:2",
+                      "busybox", "sleep", "60").stdout.strip()
+    # Only lo, and up (the runtime's fresh namespace).
+    out = netd.docker("exec", c, "ip", "-o", "link").stdout
+    assert [line.split(":")[1].strip() for line in out.splitlines()] == ["lo"] and "UP" in out
+    netd.docker("exec", c, "ping", "-c", "1", "-W", "2", "127.0.0.1")
+    hosts = netd.docker("exec", c, "cat", "/etc/hosts").stdout
+    assert "127.0.0.1\tlocalhost" in hosts
+    assert "127.0.1.1\tquiet1 " + c in hosts and "10.1.2.3\tdb.example" in hosts
+    assert netd.docker("exec", c, "hostname").stdout.strip() == "quiet1"
+    resolv = netd.docker("exec", c, "cat", "/etc/resolv.conf").stdout
+    assert "nameserver 10.9.9.9" in resolv and resolv.count("nameserver") == 1 and "options ndots:2" in resolv
+    # No lease, no namespace file, the state file untouched.
+    assert cid not in netd.leases() and not netd.netns_mounts()
+    assert state_file_snapshot(netd) == before
+    assert netd.net_dirs() == [cid]
+    info = netd.inspect(c)
+    ns = info["NetworkSettings"]
+    assert list(ns["Networks"]) == ["none"] and ns["IPAddress"] == "" and ns["Gateway"] == ""
+    assert ns["Networks"]["none"]["IPAddress"] == "" and ns["Networks"]["none"]["NetworkID"]
+    assert ns["SandboxID"] == cid and ns["SandboxKey"] == f"/proc/{info['State']['Pid']}/ns/net"
+    assert info["HostsPath"] == os.path.join(netd.state, "net", cid, "hosts")
+    with open(info["ResolvConfPath"]) as f:
+        assert f.read() == resolv
+    listed = [x for x in json.loads(netd.api("GET", "/containers/json")[1]) if x["Id"] == cid][0]
+    assert list(listed["NetworkSettings"]["Networks"]) == ["none"]
+    assert listed["HostConfig"]["NetworkMode"] == "none"
+    # A container joining its namespace sees the same lo and files.
+    out = netd.docker("run", "--rm", "--network", "container:" + c, "busybox", "sh", "-c",
+                      "ip -o link; cat /etc/hosts").stdout
+    assert out.count(": lo:") == 1 and out.count("link/") == 1 and "10.1.2.3\tdb.example" in out
+    # Stopping releases it without the state file; a restart writes it again.
+    netd.docker("stop", "-t", "0", c)
+    netd.assert_clean()
+    netd.docker("start", c)
+    assert "10.1.2.3\tdb.example" in netd.docker("exec", c, "cat", "/etc/hosts").stdout
+    netd.docker("rm", "-f", c)
+    netd.assert_clean()
+    assert state_file_snapshot(netd) == before
+
+
 def test_user_network_isolated_from_default(netd):
     net = name()
     netd.docker("network", "create", net)

@@ -457,6 +457,90 @@ static void test_netns_files(void **state)
         assert_int_equal(silo_net_netns_remove(path, &err), 0);
 }
 
+/* Mode none's files without a lease: the state file is never touched. */
+static void test_files_without_state(void **state)
+{
+        lab *l = *state;
+        silo_error err = SILO_ERROR_INIT;
+        char resolv[96], dir[96], st[96];
+        snprintf(resolv, sizeof(resolv), "%s/host-resolv.conf", l->dir);
+        snprintf(dir, sizeof(dir), "%s/files", l->dir);
+        snprintf(st, sizeof(st), "%s/state/state.json", l->dir);
+        assert_int_equal(mkdir(dir, 0755), 0);
+        assert_int_equal(silo_net_write_file(l->dir, "host-resolv.conf",
+                                             "nameserver 127.0.0.53\nsearch host.example\noptions edns0\n", &err), 0);
+        char state_dir[96];
+        snprintf(state_dir, sizeof(state_dir), "%s/state", l->dir);
+        silo_net_options no = { .state_dir = state_dir, .host_resolv_conf = resolv };
+        silo_net *n = NULL;
+        assert_int_equal(silo_net_open(&no, &n, &err), 0);
+
+        const char *hosts[] = { "db.example:10.1.2.3", "v6.example=::1", NULL }, *opts[] = { "ndots:2", NULL };
+        silo_net_attach_options o = { .container_id = "none1", .name = "quiet", .hostname = "host-q",
+                                      .mode = "none", .files_dir = dir, .extra_hosts = hosts, .dns_options = opts };
+        assert_int_equal(silo_net_write_files(n, &o, &err), 0);
+        _cleanup_free_ char *h = read_text(dir, "hosts"), *hn = read_text(dir, "hostname");
+        _cleanup_free_ char *r = read_text(dir, "resolv.conf");
+        assert_string_equal(h, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                               "127.0.1.1\thost-q quiet\n10.1.2.3\tdb.example\n::1\tv6.example\n");
+        assert_string_equal(hn, "host-q\n");
+        /* The loopback resolver is replaced by the fallbacks; options overridden. */
+        assert_null(strstr(r, "127.0.0.53"));
+        assert_non_null(strstr(r, "nameserver 8.8.8.8\n"));
+        assert_non_null(strstr(r, "search host.example\n"));
+        assert_non_null(strstr(r, "options ndots:2\n"));
+        assert_null(strstr(r, "edns0"));
+
+        /* --dns replaces the fallbacks; a rewrite is in place. */
+        struct stat before, after;
+        char path[128];
+        snprintf(path, sizeof(path), "%s/resolv.conf", dir);
+        assert_int_equal(stat(path, &before), 0);
+        const char *dns[] = { "10.9.9.9", NULL };
+        silo_net_attach_options od = { .container_id = "none1", .files_dir = dir, .dns = dns };
+        assert_int_equal(silo_net_write_files(n, &od, &err), 0);
+        _cleanup_free_ char *r2 = read_text(dir, "resolv.conf"), *h2 = read_text(dir, "hosts");
+        assert_string_equal(r2, "search host.example\noptions edns0\nnameserver 10.9.9.9\n");
+        assert_non_null(strstr(h2, "127.0.1.1\tnone1\n"));      /* name: the id's first 12 */
+        assert_int_equal(stat(path, &after), 0);
+        assert_int_equal(before.st_ino, after.st_ino);
+
+        /* Nothing recorded: no state file, no endpoint. */
+        assert_int_equal(access(st, F_OK), -1);
+        json_t *eps = NULL;
+        assert_int_equal(silo_net_endpoint(n, "none1", &eps, &err), -ENOENT);
+
+        /* Bad input. */
+        silo_net_attach_options bad = o;
+        bad.mode = "bridge";
+        assert_int_equal(silo_net_write_files(n, &bad, &err), -EINVAL);
+        assert_non_null(strstr(err.message, "mode none"));
+        bad = o;
+        silo_net_port p;
+        assert_int_equal(silo_net_port_parse("80", &p, &err), 0);
+        bad.ports = &p;
+        bad.n_ports = 1;
+        assert_int_equal(silo_net_write_files(n, &bad, &err), -EINVAL);
+        bad = o;
+        bad.files_dir = NULL;
+        assert_int_equal(silo_net_write_files(n, &bad, &err), -EINVAL);
+        bad = o;
+        const char *bad_host[] = { "nocolon", NULL };
+        bad.extra_hosts = bad_host;
+        assert_int_equal(silo_net_write_files(n, &bad, &err), -EINVAL);
+        assert_non_null(strstr(err.message, "extra_hosts"));
+        bad = o;
+        bad.container_id = "../x";
+        assert_int_equal(silo_net_write_files(n, &bad, &err), -EINVAL);
+        bad = o;
+        bad.hostname = "bad host";
+        assert_int_equal(silo_net_write_files(n, &bad, &err), -EINVAL);
+        bad = o;
+        bad.files_dir = "/nonexistent-silo-dir";
+        assert_int_equal(silo_net_write_files(n, &bad, &err), -ENOENT);
+        silo_net_free(n);
+}
+
 static void test_state_file_is_validated(void **state)
 {
         lab *l = *state;
@@ -496,6 +580,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_state_file_is_validated, lab_setup, lab_teardown),
                 cmocka_unit_test_setup_teardown(test_random_ports_and_files, lab_setup, lab_teardown),
                 cmocka_unit_test_setup_teardown(test_netns_files, lab_setup, lab_teardown),
+                cmocka_unit_test_setup_teardown(test_files_without_state, lab_setup, lab_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

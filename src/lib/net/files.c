@@ -131,7 +131,9 @@ char *net_hosts_content(silo_net *n, json_t *self)
         json_t *extra = json_object_get(self, "extra");
         for (size_t k = 0; k <= json_array_size(extra); k++) {
                 const char *net = net_jstr(k == 0 ? self : json_array_get(extra, k - 1), "network");
-                if (!network_names(n, net))
+                /* No network (none, host, silo_net_write_files()): nobody
+                 * else, and the state need not be loaded. */
+                if (!net || !network_names(n, net))
                         continue;
                 const char *id;
                 json_t *ep;

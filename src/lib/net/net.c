@@ -485,16 +485,55 @@ fail:
         return r;
 }
 
-int silo_net_attach(silo_net *n, const silo_net_attach_options *o, json_t **ret_info, silo_error *err)
+/* The container id and its name (o->name, else the first 12 of the id,
+ * put in short_id), both checked. */
+static int endpoint_identity(const silo_net_attach_options *o, char short_id[13], const char **ret_name,
+                             silo_error *err)
 {
         if (!o || !net_valid_name(o->container_id, 64))
                 return silo_error_msg(err, EINVAL, "container id '%s': use letters, digits, '_', '.', '-' (at most 64)",
                                       o && o->container_id ? o->container_id : "");
-        char short_id[13];
-        snprintf(short_id, sizeof(short_id), "%s", o->container_id);
+        snprintf(short_id, 13, "%s", o->container_id);
         const char *name = o->name ? o->name : short_id;
         if (!net_valid_name(name, 63))
                 return silo_error_msg(err, EINVAL, "container name '%s' is not a valid host name", name);
+        *ret_name = name;
+        return 0;
+}
+
+int silo_net_write_files(silo_net *n, const silo_net_attach_options *o, silo_error *err)
+{
+        char short_id[13];
+        const char *name;
+        int r = endpoint_identity(o, short_id, &name, err);
+        if (r < 0)
+                return r;
+        if (o->mode && strcmp(o->mode, "none") != 0)
+                return silo_error_msg(err, EINVAL, "network mode %s: files without a lease are for mode none",
+                                      o->mode);
+        if (o->n_ports > 0 || o->network || o->aliases)
+                return silo_error_msg(err, EINVAL, "network mode none: ports, networks and aliases need bridge mode");
+        if (!o->files_dir)
+                return silo_error_msg(err, EINVAL, "network files of %s: no directory given", o->container_id);
+        /* The record attach would keep, here only to render the files from:
+         * it never reaches the state. */
+        _cleanup_json_ json_t *ep = json_pack("{s:s, s:s, s:s, s:s}", "id", o->container_id, "name", name, "mode",
+                                              "none", "files", o->files_dir);
+        if (!ep)
+                return silo_error_set(err, ENOMEM, "network");
+        r = net_endpoint_names(ep, o, err);
+        if (r < 0)
+                return r;
+        return net_write_endpoint_files(n, ep, NULL, err);
+}
+
+int silo_net_attach(silo_net *n, const silo_net_attach_options *o, json_t **ret_info, silo_error *err)
+{
+        char short_id[13];
+        const char *name;
+        int r = endpoint_identity(o, short_id, &name, err);
+        if (r < 0)
+                return r;
         const char *mode = o->mode ? o->mode : "bridge";
         bool bridge = !strcmp(mode, "bridge"), none = !strcmp(mode, "none"), host = !strcmp(mode, "host");
         const char *target = !strncmp(mode, "container:", 10) ? mode + 10 : NULL;
@@ -506,7 +545,7 @@ int silo_net_attach(silo_net *n, const silo_net_attach_options *o, json_t **ret_
         if (o->ifname && (strlen(o->ifname) >= IFNAMSIZ || !net_valid_name(o->ifname, IFNAMSIZ - 1)))
                 return silo_error_msg(err, EINVAL, "interface name '%s' is not valid", o->ifname);
 
-        int r = net_lock_state(n, err);
+        r = net_lock_state(n, err);
         if (r < 0)
                 return r;
         _cleanup_json_ json_t *ep = NULL;

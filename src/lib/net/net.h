@@ -104,6 +104,17 @@ typedef struct silo_net_attach_options {
  * "netns" to join for container:<id> mode. */
 int silo_net_attach(silo_net *n, const silo_net_attach_options *o, json_t **ret_info, silo_error *err);
 
+/* The files of a container in mode none, without attach: hosts (its host
+ * name on 127.0.1.1, o->extra_hosts), hostname, and resolv.conf (the host's
+ * resolvers with loopback ones replaced, o->dns, dns_search, dns_options)
+ * written to o->files_dir.  Nothing is recorded (no lock, no lease, no
+ * state file read or written), so there is nothing to detach: removing the
+ * directory undoes it.  The container's namespace is the caller's business
+ * (a runtime creating a fresh one brings its loopback up).  Uses only the
+ * handle's options: safe to call alongside other calls on the handle.
+ * o->mode must be NULL or "none"; ports, network and aliases are refused. */
+int silo_net_write_files(silo_net *n, const silo_net_attach_options *o, silo_error *err);
+
 /* Removes the container's veth, rules and lease.  -ENOENT when unknown. */
 int silo_net_detach(silo_net *n, const char *container_id, silo_error *err);
 
