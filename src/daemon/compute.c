@@ -188,8 +188,7 @@ static enum MHD_Result system_op(struct silod *d, struct MHD_Connection *c, stru
                 return reply_json_text(c, 200, props);
         }
         if (!post)
-                return reply_error(c, 404, "page not found: %s /compute/systems/%s/%s", method,
-                                   silo_compute_system_id(sys), op);
+                return reply_no_route(c, method, "/compute/systems/%s/%s", silo_compute_system_id(sys), op);
         if (!strcmp(op, "wait"))
                 return system_wait(d, c, sys);
         if (!strcmp(op, "start"))
@@ -209,8 +208,7 @@ static enum MHD_Result system_op(struct silod *d, struct MHD_Connection *c, stru
                 if (r == 0)
                         r = silo_compute_system_shutdown(sys, timeout, &err);
         } else
-                return reply_error(c, 404, "page not found: %s /compute/systems/%s/%s", method,
-                                   silo_compute_system_id(sys), op);
+                return reply_no_route(c, method, "/compute/systems/%s/%s", silo_compute_system_id(sys), op);
         if (r < 0)
                 return reply_compute_error(c, r, &err);
         return reply_empty(c, 204);
@@ -282,16 +280,6 @@ static void close_stdin(struct proc *p)
                                     NULL);
 }
 
-static void frame(char *buf, int stream, size_t len)
-{
-        buf[0] = (char) stream;
-        buf[1] = buf[2] = buf[3] = 0;
-        buf[4] = (char) (len >> 24);
-        buf[5] = (char) (len >> 16);
-        buf[6] = (char) (len >> 8);
-        buf[7] = (char) len;
-}
-
 /* Reads what one of the process's outputs has into buf (after an 8-byte
  * frame header unless console).  0 at EOF, <0 if nothing now. */
 static ssize_t read_output(struct proc *p, int which, char *buf, size_t size)
@@ -310,7 +298,7 @@ static ssize_t read_output(struct proc *p, int which, char *buf, size_t size)
                 return 0;
         }
         if (hdr)
-                frame(buf, which, (size_t) n);
+                silo_log_header((unsigned char *) buf, which, 0, (size_t) n);
         return n + (ssize_t) hdr;
 }
 
@@ -349,26 +337,6 @@ static void stream_free(void *cls)
         reap_in_background(p);
 }
 
-static bool send_all(int sock, const char *data, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = send(sock, data, len, MSG_NOSIGNAL);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0 && errno == EAGAIN) {
-                        struct pollfd pf = { sock, POLLOUT, 0 };
-                        if (poll(&pf, 1, 30000) <= 0)
-                                return false;
-                        continue;
-                }
-                if (n <= 0)
-                        return false;
-                data += n;
-                len -= (size_t) n;
-        }
-        return true;
-}
-
 static void *hijack_thread(void *userdata)
 {
         struct proc *p = userdata;
@@ -388,7 +356,7 @@ static void *hijack_thread(void *userdata)
                                 continue;
                         ssize_t n = read_output(p, i + 1, buf, 32768 + SILO_LOG_HEADER);
                         /* A client that left: the output is drained and dropped. */
-                        if (n > 0 && client && !send_all(p->sock, buf, (size_t) n))
+                        if (n > 0 && client && !socket_send_all(p->sock, buf, (size_t) n))
                                 client = false;
                 }
                 if (!pf[2].revents)
@@ -599,8 +567,8 @@ static enum MHD_Result process_op(struct silod *d, struct MHD_Connection *c, str
                 }
         } else {
                 silo_compute_process_close(proc);
-                return reply_error(c, 404, "page not found: %s /compute/systems/%s/processes/%s", method,
-                                   silo_compute_system_id(sys), rest);
+                return reply_no_route(c, method, "/compute/systems/%s/processes/%s", silo_compute_system_id(sys),
+                                      rest);
         }
         silo_compute_process_close(proc);
         if (r < 0)
@@ -626,7 +594,7 @@ enum MHD_Result handle_compute(struct silod *d, struct MHD_Connection *c, struct
         struct compute_ctx cc;
         int r;
         if (strncmp(path, "systems", 7) != 0 || (path[7] && path[7] != '/'))
-                return reply_error(c, 404, "page not found: %s /compute/%s", method, path);
+                return reply_no_route(c, method, "/compute/%s", path);
         if ((r = compute_context(d, &cc, &err)) < 0)
                 return reply_errno(c, r, &err);
         const char *rest = path[7] ? path + 8 : "";
@@ -638,7 +606,7 @@ enum MHD_Result handle_compute(struct silod *d, struct MHD_Connection *c, struct
                         return reply_json_text(c, 200, out);
                 }
                 if (strcmp(method, "POST"))
-                        return reply_error(c, 404, "page not found: %s /compute/systems", method);
+                        return reply_no_route(c, method, "/compute/systems");
                 const char *id = query(c, "id"), *body = NULL;
                 if (!id || !*id)
                         return reply_error(c, 400, "create: the id query parameter is required");

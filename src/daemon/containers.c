@@ -841,6 +841,10 @@ enum MHD_Result handle_containers(struct silod *d, struct MHD_Connection *c, str
         if (post && strcmp(path, "prune") == 0)
                 return containers_prune(d, c);
         const char *slash = strchr(path, '/');
+        /* "PUT /containers/create" names a route, not a container (DELETE may still remove one so named). */
+        if (!slash && strcmp(method, "DELETE") != 0 &&
+            (strcmp(path, "create") == 0 || strcmp(path, "json") == 0 || strcmp(path, "prune") == 0))
+                return reply_no_route(c, method, "/containers/%s", path);
         _cleanup_free_ char *ref = slash ? strndup(path, (size_t) (slash - path)) : strdup(path);
         if (!ref)
                 return MHD_NO;
@@ -880,7 +884,7 @@ enum MHD_Result handle_containers(struct silod *d, struct MHD_Connection *c, str
         else if (post && strcmp(action, "rename") == 0)
                 r = container_rename(d, c, ct);
         else
-                r = reply_error(c, 404, "page not found: %s /containers/%s", method, path);
+                r = reply_no_route(c, method, "/containers/%s", path);
         ctr_unref(d, ct);
         return r;
 }

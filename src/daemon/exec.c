@@ -279,33 +279,11 @@ static void session_free(struct exec_session *s)
         free(s);
 }
 
-static bool send_all(int sock, const void *data, size_t len)
-{
-        const char *p = data;
-        while (len > 0) {
-                ssize_t n = send(sock, p, len, MSG_NOSIGNAL);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0 && errno == EAGAIN) {
-                        struct pollfd pf = { sock, POLLOUT, 0 };
-                        if (poll(&pf, 1, 30000) <= 0)
-                                return false;
-                        continue;
-                }
-                if (n <= 0)
-                        return false;
-                p += n;
-                len -= (size_t) n;
-        }
-        return true;
-}
-
 static bool send_frame(int sock, int stream, const char *data, size_t len)
 {
-        unsigned char hdr[SILO_LOG_HEADER] = { (unsigned char) stream, 0, 0, 0, (unsigned char) (len >> 24),
-                                               (unsigned char) (len >> 16), (unsigned char) (len >> 8),
-                                               (unsigned char) len };
-        return send_all(sock, hdr, sizeof(hdr)) && send_all(sock, data, len);
+        unsigned char hdr[SILO_LOG_HEADER];
+        silo_log_header(hdr, stream, 0, len);
+        return socket_send_all(sock, hdr, sizeof(hdr)) && socket_send_all(sock, data, len);
 }
 
 /* The client left: its stdin ends (a pipe closes, a terminal gets its EOF
@@ -332,7 +310,7 @@ static void session_output(struct exec_session *s, int stream, const char *data,
 {
         if (s->sock < 0)
                 return;
-        bool ok = s->e->tty ? send_all(s->sock, data, len) : send_frame(s->sock, stream, data, len);
+        bool ok = s->e->tty ? socket_send_all(s->sock, data, len) : send_frame(s->sock, stream, data, len);
         if (!ok)
                 session_client_gone(s);         /* the process goes on */
 }
@@ -358,23 +336,8 @@ static int recv_master(int listen_fd)
         struct pollfd p = { conn, POLLIN, 0 };
         if (poll(&p, 1, 5000) <= 0)
                 return -1;
-        char name[128];
-        struct iovec iov = { name, sizeof(name) };
-        union {
-                char buf[CMSG_SPACE(sizeof(int))];
-                struct cmsghdr align;
-        } control;
-        memset(&control, 0, sizeof(control));
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf) };
-        if (recvmsg(conn, &mh, MSG_CMSG_CLOEXEC) < 0)
-                return -1;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
-                return -1;
-        int master;
-        memcpy(&master, CMSG_DATA(cm), sizeof(int));
-        return master;
+        int master = silo_console_receive(conn, NULL);
+        return master < 0 ? -1 : master;
 }
 
 static void session_got_master(struct exec_session *s, int master)
@@ -800,12 +763,7 @@ static enum MHD_Result exec_start(struct silod *d, struct MHD_Connection *c, str
                 session_run(s);         /* unattended: the exit is still recorded */
                 return MHD_NO;
         }
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "tcp");
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "Upgrade");
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                e->tty ? "application/vnd.docker.raw-stream"
-                                       : "application/vnd.docker.multiplexed-stream");
-        add_common_headers(resp);
+        add_hijack_headers(resp, e->tty);
         req->abandoned = exec_abandoned;
         req->abandoned_cls = s;
         enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
@@ -910,7 +868,7 @@ enum MHD_Result handle_exec(struct silod *d, struct MHD_Connection *c, struct re
 {
         const char *slash = strchr(path, '/');
         if (!slash)
-                return reply_error(c, 404, "page not found: %s /exec/%s", method, path);
+                return reply_no_route(c, method, "/exec/%s", path);
         _cleanup_free_ char *id = strndup(path, (size_t) (slash - path));
         if (!id)
                 return MHD_NO;
@@ -920,5 +878,5 @@ enum MHD_Result handle_exec(struct silod *d, struct MHD_Connection *c, struct re
                 return exec_inspect(d, c, id);
         if (strcmp(method, "POST") == 0 && strcmp(slash, "/resize") == 0)
                 return exec_resize(d, c, id);
-        return reply_error(c, 404, "page not found: %s /exec/%s", method, path);
+        return reply_no_route(c, method, "/exec/%s", path);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "silo-config.h"
 #include "silod.h"
@@ -18,6 +19,16 @@ void add_common_headers(struct MHD_Response *resp)
         MHD_add_response_header(resp, "Server", "silod/" SILO_VERSION);
         MHD_add_response_header(resp, "Docker-Experimental", "false");
         MHD_add_response_header(resp, "Ostype", "linux");
+}
+
+void add_hijack_headers(struct MHD_Response *resp, bool tty)
+{
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "tcp");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "Upgrade");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                tty ? "application/vnd.docker.raw-stream"
+                                    : "application/vnd.docker.multiplexed-stream");
+        add_common_headers(resp);
 }
 
 static enum MHD_Result reply_buffer(struct MHD_Connection *c, unsigned status, char *data, size_t len,
@@ -92,6 +103,85 @@ enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char
         return reply_buffer(c, status, copy, strlen(copy), "text/plain; charset=utf-8");
 }
 
+/* Every path silod serves, whatever the method. "*" is one non-empty segment,
+ * "**" one or more (image names hold slashes). A request no handler took whose
+ * path is listed here used the wrong method: 405, as the Docker API answers. */
+static const char *const known_routes[] = {
+        "/_ping", "/version", "/info", "/events", "/system/df", "/auth",
+        "/containers/create", "/containers/json", "/containers/prune", "/containers/*",
+        "/containers/*/json", "/containers/*/start", "/containers/*/stop", "/containers/*/pause",
+        "/containers/*/unpause", "/containers/*/restart", "/containers/*/kill", "/containers/*/wait",
+        "/containers/*/stats", "/containers/*/logs", "/containers/*/exec", "/containers/*/attach",
+        "/containers/*/resize", "/containers/*/top", "/containers/*/rename",
+        "/exec/*/start", "/exec/*/json", "/exec/*/resize",
+        "/images/json", "/images/load", "/images/create", "/images/prune", "/images/get",
+        "/images/**/json", "/images/**/tag", "/images/**/get", "/images/**/history", "/images/**/push",
+        "/images/**",
+        "/networks", "/networks/create", "/networks/prune", "/networks/*", "/networks/*/connect",
+        "/networks/*/disconnect",
+        "/volumes", "/volumes/create", "/volumes/prune", "/volumes/*",
+        "/compute/systems", "/compute/systems/*", "/compute/systems/*/properties", "/compute/systems/*/wait",
+        "/compute/systems/*/start", "/compute/systems/*/pause", "/compute/systems/*/resume",
+        "/compute/systems/*/terminate", "/compute/systems/*/modify", "/compute/systems/*/shutdown",
+        "/compute/systems/*/processes", "/compute/systems/*/processes/*",
+        "/compute/systems/*/processes/*/*",
+};
+
+/* Matches segment by segment; both strings point just past a '/'. Only "**"
+ * recurses, and a pattern holds one at most, so the work stays bounded. */
+static bool route_matches(const char *pattern, const char *path)
+{
+        for (;;) {
+                size_t pn = strcspn(pattern, "/"), n = strcspn(path, "/");
+                if (pn == 2 && strncmp(pattern, "**", 2) == 0) {
+                        /* Let "**" take one segment, then two, ... */
+                        for (const char *p = path;;) {
+                                size_t m = strcspn(p, "/");
+                                if (m == 0)
+                                        return false;
+                                p += m;
+                                if (pattern[2] == 0 ? *p == 0 : *p == '/' && route_matches(pattern + 3, p + 1))
+                                        return true;
+                                if (*p == 0)
+                                        return false;
+                                p++;
+                        }
+                }
+                if (pn == 1 && pattern[0] == '*' ? n == 0 : pn != n || strncmp(pattern, path, n) != 0)
+                        return false;
+                pattern += pn;
+                path += n;
+                if (*pattern == 0 || *path == 0)
+                        return *pattern == 0 && *path == 0;
+                pattern++;
+                path++;
+        }
+}
+
+bool route_known(const char *path)
+{
+        if (path[0] != '/')
+                return false;
+        for (size_t i = 0; i < sizeof(known_routes) / sizeof(known_routes[0]); i++)
+                if (route_matches(known_routes[i] + 1, path + 1))
+                        return true;
+        return false;
+}
+
+enum MHD_Result reply_no_route(struct MHD_Connection *c, const char *method, const char *path_fmt, ...)
+{
+        _cleanup_free_ char *path = NULL;
+        va_list ap;
+        va_start(ap, path_fmt);
+        int n = vasprintf(&path, path_fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return MHD_NO;
+        if (route_known(path))
+                return reply_error(c, 405, "method %s not allowed on %s", method, path);
+        return reply_error(c, 404, "page not found: %s %s", method, path);
+}
+
 const char *query(struct MHD_Connection *c, const char *key)
 {
         return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
@@ -121,6 +211,28 @@ int request_json(struct request *req, json_t **ret, silo_error *err)
         }
         *ret = doc;
         return 0;
+}
+
+bool socket_send_all(int sock, const void *data, size_t len)
+{
+        const char *p = data;
+        while (len > 0) {
+                ssize_t n = send(sock, p, len, MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN) {
+                        /* A hijacked, non-blocking socket: wait for the client, not forever. */
+                        struct pollfd pf = { sock, POLLOUT, 0 };
+                        if (poll(&pf, 1, 30000) <= 0)
+                                return false;
+                        continue;
+                }
+                if (n <= 0)
+                        return false;
+                p += n;
+                len -= (size_t) n;
+        }
+        return true;
 }
 
 bool connection_gone(struct MHD_Connection *c, int timeout_ms)

@@ -106,21 +106,37 @@ static enum MHD_Result images_list(struct silod *d, struct MHD_Connection *c)
         return reply_json(c, 200, out);
 }
 
-static enum MHD_Result image_inspect(struct silod *d, struct MHD_Connection *c, const char *name)
+/* Opens the store and looks name up in it. On failure the answer (404 for an
+ * unknown image) is already queued: the caller returns *ret_reply. */
+static int find_image(struct silod *d, struct MHD_Connection *c, const char *name, silo_store **ret_store,
+                      silo_image **ret_img, enum MHD_Result *ret_reply)
 {
         silo_error err = SILO_ERROR_INIT;
         silo_store *s = NULL;
         int r = open_store(d, &s, &err);
-        if (r < 0)
-                return reply_errno(c, r, &err);
-        _cleanup_image_ silo_image *img = NULL;
-        r = silo_image_lookup(s, name, &img, &err);
+        if (r < 0) {
+                *ret_reply = reply_errno(c, r, &err);
+                return r;
+        }
+        r = silo_image_lookup(s, name, ret_img, &err);
         if (r < 0) {
                 silo_store_free(s);
-                if (r == -ENOENT)
-                        return reply_error(c, 404, "No such image: %s", name);
-                return reply_errno(c, r, &err);
+                *ret_reply = r == -ENOENT ? reply_error(c, 404, "No such image: %s", name) : reply_errno(c, r, &err);
+                return r;
         }
+        *ret_store = s;
+        return 0;
+}
+
+static enum MHD_Result image_inspect(struct silod *d, struct MHD_Connection *c, const char *name)
+{
+        silo_error err = SILO_ERROR_INIT;
+        silo_store *s = NULL;
+        _cleanup_image_ silo_image *img = NULL;
+        enum MHD_Result reply;
+        int r = find_image(d, c, name, &s, &img, &reply);
+        if (r < 0)
+                return reply;
         json_t *doc = NULL;
         r = silo_image_inspect_json(s, img, &doc, &err);
         silo_store_free(s);
@@ -144,17 +160,11 @@ static enum MHD_Result image_remove(struct silod *d, struct MHD_Connection *c, c
 {
         silo_error err = SILO_ERROR_INIT;
         silo_store *s = NULL;
-        int r = open_store(d, &s, &err);
-        if (r < 0)
-                return reply_errno(c, r, &err);
         _cleanup_image_ silo_image *img = NULL;
-        r = silo_image_lookup(s, name, &img, &err);
-        if (r < 0) {
-                silo_store_free(s);
-                if (r == -ENOENT)
-                        return reply_error(c, 404, "No such image: %s", name);
-                return reply_errno(c, r, &err);
-        }
+        enum MHD_Result reply;
+        int r = find_image(d, c, name, &s, &img, &reply);
+        if (r < 0)
+                return reply;
         r = silo_image_remove(s, name, query_bool(c, "force"), NULL, &err);
         if (r < 0) {
                 silo_store_free(s);
@@ -276,19 +286,12 @@ static enum MHD_Result image_load(struct silod *d, struct MHD_Connection *c, str
  * that made a layer carry its size, the newest one the image ID. */
 static enum MHD_Result image_history(struct silod *d, struct MHD_Connection *c, const char *name)
 {
-        silo_error err = SILO_ERROR_INIT;
         silo_store *s = NULL;
-        int r = open_store(d, &s, &err);
-        if (r < 0)
-                return reply_errno(c, r, &err);
         _cleanup_image_ silo_image *img = NULL;
-        r = silo_image_lookup(s, name, &img, &err);
-        if (r < 0) {
-                silo_store_free(s);
-                if (r == -ENOENT)
-                        return reply_error(c, 404, "No such image: %s", name);
-                return reply_errno(c, r, &err);
-        }
+        enum MHD_Result reply;
+        int r = find_image(d, c, name, &s, &img, &reply);
+        if (r < 0)
+                return reply;
         json_t *out = json_array();
         json_t *hist = img->config->history;
         size_t n_hist = json_is_array(hist) ? json_array_size(hist) : 0;
@@ -490,5 +493,5 @@ enum MHD_Result handle_images(struct silod *d, struct MHD_Connection *c, struct 
         }
         if (strcmp(method, "DELETE") == 0 && *path)
                 return image_remove(d, c, path);
-        return reply_error(c, 404, "page not found: %s /images/%s", method, path);
+        return reply_no_route(c, method, "/images/%s", path);
 }

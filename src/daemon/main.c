@@ -154,6 +154,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         if (too_new)
                 return reply_error(c, 400, "client version %s is too new. Maximum supported API version is %s", ver,
                                    SILOD_API_VERSION);
+        /* Whatever the route: a body past the limit was cut short, so no handler may see it. */
+        if (req->body_too_big)
+                return reply_error(c, 413, "request body larger than %u bytes", SILOD_BODY_MAX);
         if (strcmp(path, "/_ping") == 0)
                 return handle_ping(d, c, strcmp(method, "HEAD") == 0);
         if (strcmp(path, "/version") == 0 && strcmp(method, "GET") == 0)
@@ -178,7 +181,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                 return handle_networks(d, c, req, method, path + 9);
         if (strncmp(path, "/volumes", 8) == 0 && (path[8] == 0 || path[8] == '/'))
                 return handle_volumes(d, c, req, method, path + 8);
-        return reply_error(c, 404, "page not found: %s %s", method, path);
+        return reply_no_route(c, method, "%s", path);
 }
 
 static int listen_unix(const char *path, silo_error *err)

@@ -1613,5 +1613,5 @@ enum MHD_Result handle_networks(struct silod *d, struct MHD_Connection *c, struc
                 return network_remove(d, c, ref);
         if (post && (strcmp(action, "connect") == 0 || strcmp(action, "disconnect") == 0))
                 return network_connect(d, c, req, ref, strcmp(action, "connect") == 0);
-        return reply_error(c, 404, "page not found: %s /networks/%s", method, path);
+        return reply_no_route(c, method, "/networks%s%s", *path ? "/" : "", path);
 }

@@ -114,6 +114,14 @@ enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const cha
 enum MHD_Result reply_errno(struct MHD_Connection *c, int r, const silo_error *err);
 enum MHD_Result reply_empty(struct MHD_Connection *c, unsigned status);
 enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text);
+/* The fall-through of every router: 405 on a known path (wrong method), else 404. */
+enum MHD_Result reply_no_route(struct MHD_Connection *c, const char *method, const char *path_fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+bool route_known(const char *path);
+/* A 101 answer to attach/exec start: Upgrade: tcp and the stream's content type. */
+void add_hijack_headers(struct MHD_Response *resp, bool tty);
+/* Sends all of data on a (possibly non-blocking) socket; false once the peer is gone. */
+bool socket_send_all(int sock, const void *data, size_t len);
 void add_common_headers(struct MHD_Response *resp);
 const char *query(struct MHD_Connection *c, const char *key);
 bool query_bool(struct MHD_Connection *c, const char *key);

@@ -157,10 +157,7 @@ static int stream_next(struct stream *st)
                         free(data);
                         return -ENOMEM;
                 }
-                unsigned char hdr[SILO_LOG_HEADER] = { (unsigned char) stream_no, 0, 0, 0, (unsigned char) (len >> 24),
-                                                       (unsigned char) (len >> 16), (unsigned char) (len >> 8),
-                                                       (unsigned char) len };
-                memcpy(st->pend, hdr, sizeof(hdr));
+                silo_log_header((unsigned char *) st->pend, stream_no, 0, len);
                 memcpy(st->pend + SILO_LOG_HEADER, data, len);
                 st->pend_len = SILO_LOG_HEADER + len;
                 free(data);
@@ -334,27 +331,6 @@ struct attach {
         struct MHD_UpgradeResponseHandle *urh;
 };
 
-static bool send_all(int fd, const char *p, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN) {
-                                struct pollfd pf = { fd, POLLOUT, 0 };
-                                if (poll(&pf, 1, 30000) <= 0)
-                                        return false;
-                                continue;
-                        }
-                        return false;
-                }
-                p += n;
-                len -= (size_t) n;
-        }
-        return true;
-}
-
 /* Connects to the monitor's stdin socket; -1 while the container has not
  * started (the socket appears with the monitor). */
 static int stdin_connect(int dirfd)
@@ -453,14 +429,14 @@ static void *attach_thread(void *userdata)
                 if (r < 0)
                         break;
                 if (r > 0) {
-                        if (!send_all(a->sock, st->pend, st->pend_len))
+                        if (!socket_send_all(a->sock, st->pend, st->pend_len))
                                 break;
                         continue;
                 }
                 if (stream_finished(st)) {
                         /* Output written just before the exit was recorded. */
                         while (stream_next(st) > 0)
-                                if (!send_all(a->sock, st->pend, st->pend_len))
+                                if (!socket_send_all(a->sock, st->pend, st->pend_len))
                                         break;
                         break;
                 }
@@ -486,7 +462,7 @@ static void *attach_thread(void *userdata)
                                 shutdown(stdin_fd, SHUT_WR);
                 } else if (n < 0 && errno != EAGAIN && errno != EINTR)
                         break;
-                else if (n > 0 && stdin_fd >= 0 && !send_all(stdin_fd, buf, (size_t) n))
+                else if (n > 0 && stdin_fd >= 0 && !socket_send_all(stdin_fd, buf, (size_t) n))
                         silo_close_reset(&stdin_fd);
         }
         attach_wake_done(&w);
@@ -572,12 +548,7 @@ enum MHD_Result handle_attach(struct silod *d, struct MHD_Connection *c, struct 
                 stream_free(st);
                 return MHD_NO;
         }
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "tcp");
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "Upgrade");
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                st->tty ? "application/vnd.docker.raw-stream"
-                                        : "application/vnd.docker.multiplexed-stream");
-        add_common_headers(resp);
+        add_hijack_headers(resp, st->tty);
         events_container_lock(d, ct, "attach", NULL);
         req->abandoned = attach_abandoned;
         req->abandoned_cls = st;

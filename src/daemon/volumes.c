@@ -528,7 +528,7 @@ enum MHD_Result handle_volumes(struct silod *d, struct MHD_Connection *c, struct
                 return reply_json(c, 200, json_pack("{s:o, s:i}", "VolumesDeleted", deleted, "SpaceReclaimed", 0));
         }
         if (path[0] != '/' || !path[1] || strchr(path + 1, '/'))
-                return reply_error(c, 404, "page not found: %s /volumes%s", method, path);
+                return reply_no_route(c, method, "/volumes%s", path);
         const char *name = path + 1;
         if (get) {
                 _cleanup_json_ json_t *meta = NULL;
@@ -545,5 +545,5 @@ enum MHD_Result handle_volumes(struct silod *d, struct MHD_Connection *c, struct
                         return reply_errno(c, r, &err);
                 return reply_empty(c, 204);
         }
-        return reply_error(c, 404, "page not found: %s /volumes%s", method, path);
+        return reply_no_route(c, method, "/volumes%s", path);
 }

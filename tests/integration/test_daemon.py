@@ -346,7 +346,7 @@ def test_bad_requests(daemon, image):
                  body={"Image": "nothing-here:1"})
     expect_error(daemon, "POST", "/v1.43/containers/create?name=bad/name", 400, "Invalid container name",
                  body={"Image": image})
-    expect_error(daemon, "POST", "/v1.43/containers/create", 413 if False else 400, "larger than",
+    expect_error(daemon, "POST", "/v1.43/containers/create", 413, "larger than",
                  raw=b'{"Image": "' + b"x" * (2 << 20) + b'"}')
     expect_error(daemon, "GET", "/v1.43/containers/nope/json", 404, "No such container: nope")
     expect_error(daemon, "POST", "/v1.43/containers/nope/start", 404, "No such container")

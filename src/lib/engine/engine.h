@@ -53,6 +53,20 @@ static inline void silo_close_reset(int *fd)
 #define SILO_LOG_HEADER_TIMED 16       /* as stored: stdcopy + time */
 #define SILO_LOG_FRAME_MAX (64u * 1024)
 
+/* Fills the 8-byte stdcopy header of a frame: stream, three zero bytes, the
+ * payload length big-endian. marker goes in byte 1 ('T' in stored, timed frames). */
+static inline void silo_log_header(unsigned char hdr[SILO_LOG_HEADER], int stream, unsigned char marker,
+                                   size_t len)
+{
+        hdr[0] = (unsigned char) stream;
+        hdr[1] = marker;
+        hdr[2] = hdr[3] = 0;
+        hdr[4] = (unsigned char) (len >> 24);
+        hdr[5] = (unsigned char) (len >> 16);
+        hdr[6] = (unsigned char) (len >> 8);
+        hdr[7] = (unsigned char) len;
+}
+
 struct silo_monitor_options {
         const char *id;                 /* runtime container id */
         const char *dir;                /* the container directory (absolute) */

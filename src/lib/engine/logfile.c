@@ -17,9 +17,8 @@ int silo_log_append(int fd, int stream, const void *data, size_t len, silo_error
         uint64_t now = (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
         while (len > 0) {
                 size_t n = len > SILO_LOG_FRAME_MAX ? SILO_LOG_FRAME_MAX : len;
-                unsigned char hdr[SILO_LOG_HEADER_TIMED] = { (unsigned char) stream, 'T', 0, 0,
-                                                             (unsigned char) (n >> 24), (unsigned char) (n >> 16),
-                                                             (unsigned char) (n >> 8), (unsigned char) n };
+                unsigned char hdr[SILO_LOG_HEADER_TIMED];
+                silo_log_header(hdr, stream, 'T', n);
                 for (int i = 0; i < 8; i++)
                         hdr[8 + i] = (unsigned char) (now >> (56 - 8 * i));
                 struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *) p, n } };

@@ -102,23 +102,7 @@ static int console_receive(int listen_fd, silo_error *err)
         _cleanup_close_ int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (conn < 0)
                 return silo_error_set(err, errno, "accept console socket");
-        char name[128];
-        struct iovec iov = { name, sizeof(name) };
-        union {
-                char buf[CMSG_SPACE(sizeof(int))];
-                struct cmsghdr align;
-        } control;
-        memset(&control, 0, sizeof(control));
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf) };
-        if (recvmsg(conn, &mh, MSG_CMSG_CLOEXEC) < 0)
-                return silo_error_set(err, errno, "receive pty master");
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
-                return silo_error_msg(err, EBADMSG, "console socket: no pty master in the message");
-        int master;
-        memcpy(&master, CMSG_DATA(cm), sizeof(int));
-        return master;
+        return silo_console_receive(conn, err);
 }
 
 static int stdin_listen(silo_error *err)

@@ -124,6 +124,27 @@ int silo_console_send(int sock, int master, silo_error *err)
         return 0;
 }
 
+int silo_console_receive(int conn, silo_error *err)
+{
+        char name[128];
+        struct iovec iov = { name, sizeof(name) };
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } control;
+        memset(&control, 0, sizeof(control));
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf) };
+        if (recvmsg(conn, &mh, MSG_CMSG_CLOEXEC) < 0)
+                return silo_error_set(err, errno, "receive pty master");
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
+                return silo_error_msg(err, EBADMSG, "console socket: no pty master in the message");
+        int master;
+        memcpy(&master, CMSG_DATA(cm), sizeof(int));
+        return master;
+}
+
 void silo_forwarded_signals(sigset_t *set)
 {
         static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };

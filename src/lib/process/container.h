@@ -80,3 +80,8 @@ struct silo_exec_options {
  * detach, waits and returns its exit status. */
 int silo_container_exec(const struct silo_runtime *rt, const char *id, json_t *process,
                         const struct silo_exec_options *opts, int *ret_status, silo_error *err);
+
+/* Receives the pty master that silo_console_send() (the runtime's --console-socket
+ * protocol: the pts name as data, the fd as SCM_RIGHTS) sent on the accepted
+ * connection conn. Returns the fd (O_CLOEXEC). */
+int silo_console_receive(int conn, silo_error *err);
