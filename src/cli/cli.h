@@ -59,6 +59,17 @@ int cli_output_finish(cli_output *o, int r, silo_error *err);
 int cli_failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_usage(const char *command);
 
+/* ---- compute.c, shared by the local and the silod compute verbs ---- */
+/* A document argument: inline JSON, "-" (stdin) or a file (at most 1 MiB). */
+int cli_compute_read_doc(const char *arg, char **ret, silo_error *err);
+struct cli_compute_opts {
+        int timeout_ms;
+        bool force, detach;
+};
+/* --timeout SEC, --force, --detach: the first operand's index; -1 for an
+ * unknown option, -2 for --help, -3 for a bad --timeout (reported). */
+int cli_compute_parse_opts(int argc, char **argv, struct cli_compute_opts *o);
+
 /* Unpack limits from the environment (SILO_UNPACK_MAX_*), defaults otherwise. */
 void cli_register_options(cli_ctx *ctx, silo_register_options *o);
 

@@ -53,8 +53,7 @@ static void compute_ctx(const cli_ctx *ctx, struct silo_compute_context *c, char
                 c->init_path = exe_init;
 }
 
-/* A document argument: inline JSON, "-" (stdin) or a file. */
-static int read_doc(const char *arg, char **ret, silo_error *err)
+int cli_compute_read_doc(const char *arg, char **ret, silo_error *err)
 {
         if (arg[0] == '{' || arg[0] == '[') {
                 *ret = strdup(arg);
@@ -65,13 +64,7 @@ static int read_doc(const char *arg, char **ret, silo_error *err)
         return silo_read_file_at(AT_FDCWD, arg, DOC_MAX, ret, NULL, err);
 }
 
-/* Options: --timeout SEC, --force, --detach; returns the first operand index. */
-struct opts {
-        int timeout_ms;
-        bool force, detach;
-};
-
-static int parse_opts(int argc, char **argv, struct opts *o)
+int cli_compute_parse_opts(int argc, char **argv, struct cli_compute_opts *o)
 {
         static const struct option lo[] = {
                 { "timeout", required_argument, NULL, 't' },
@@ -89,13 +82,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                         double s = strtod(optarg, &end);
                         if (*end || s < 0 || s > 86400) {
                                 cli_failf("--timeout: expected seconds (0-86400), got '%s'", optarg);
-                                return -1;
+                                return -3;
                         }
                         o->timeout_ms = (int) (s * 1000);
                         break;
                 }
                 case 'f': o->force = true; break;
                 case 'd': o->detach = true; break;
+                case 'h': return -2;
                 default: return -1;
                 }
         }
@@ -119,7 +113,7 @@ static int cmd_create(cli_ctx *ctx, int argc, char **argv)
                 return cli_usage(argv[0]);
         silo_error err = SILO_ERROR_INIT;
         _cleanup_free_ char *doc = NULL;
-        if (read_doc(argv[2], &doc, &err) < 0)
+        if (cli_compute_read_doc(argv[2], &doc, &err) < 0)
                 return cli_fail(&err);
         struct silo_compute_context c;
         char buf[PATH_MAX];
@@ -169,8 +163,8 @@ static int cmd_resume(cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_shutdown(cli_ctx *ctx, int argc, char **argv)
 {
-        struct opts o = { .timeout_ms = 10000 };
-        int i = parse_opts(argc, argv, &o);
+        struct cli_compute_opts o = { .timeout_ms = 10000 };
+        int i = cli_compute_parse_opts(argc, argv, &o);
         if (i < 0 || argc - i != 1)
                 return cli_usage(argv[0]);
         silo_compute_system *sys = NULL;
@@ -192,7 +186,7 @@ static int cmd_properties(cli_ctx *ctx, int argc, char **argv)
                 return cli_usage(argv[0]);
         silo_error err = SILO_ERROR_INIT;
         _cleanup_free_ char *query = NULL, *out = NULL;
-        if (argc == 3 && read_doc(argv[2], &query, &err) < 0)
+        if (argc == 3 && cli_compute_read_doc(argv[2], &query, &err) < 0)
                 return cli_fail(&err);
         silo_compute_system *sys = NULL;
         if (open_system(ctx, argv[1], &sys))
@@ -211,7 +205,7 @@ static int cmd_modify(cli_ctx *ctx, int argc, char **argv)
                 return cli_usage(argv[0]);
         silo_error err = SILO_ERROR_INIT;
         _cleanup_free_ char *req = NULL;
-        if (read_doc(argv[2], &req, &err) < 0)
+        if (cli_compute_read_doc(argv[2], &req, &err) < 0)
                 return cli_fail(&err);
         silo_compute_system *sys = NULL;
         if (open_system(ctx, argv[1], &sys))
@@ -227,7 +221,7 @@ static int cmd_list(cli_ctx *ctx, int argc, char **argv)
                 return cli_usage(argv[0]);
         silo_error err = SILO_ERROR_INIT;
         _cleanup_free_ char *query = NULL, *out = NULL;
-        if (argc == 2 && read_doc(argv[1], &query, &err) < 0)
+        if (argc == 2 && cli_compute_read_doc(argv[1], &query, &err) < 0)
                 return cli_fail(&err);
         struct silo_compute_context c;
         char buf[PATH_MAX];
@@ -240,8 +234,8 @@ static int cmd_list(cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_delete(cli_ctx *ctx, int argc, char **argv)
 {
-        struct opts o = {};
-        int i = parse_opts(argc, argv, &o);
+        struct cli_compute_opts o = {};
+        int i = cli_compute_parse_opts(argc, argv, &o);
         if (i < 0 || i >= argc)
                 return cli_usage(argv[0]);
         struct silo_compute_context c;
@@ -378,13 +372,13 @@ static void proxy(silo_compute_process *proc, const struct silo_compute_process_
 
 static int cmd_exec(cli_ctx *ctx, int argc, char **argv)
 {
-        struct opts o = { .timeout_ms = -1 };
-        int i = parse_opts(argc, argv, &o);
+        struct cli_compute_opts o = { .timeout_ms = -1 };
+        int i = cli_compute_parse_opts(argc, argv, &o);
         if (i < 0 || argc - i != 2)
                 return cli_usage(argv[0]);
         silo_error err = SILO_ERROR_INIT;
         _cleanup_free_ char *params = NULL;
-        if (read_doc(argv[i + 1], &params, &err) < 0)
+        if (cli_compute_read_doc(argv[i + 1], &params, &err) < 0)
                 return cli_fail(&err);
         silo_compute_system *sys = NULL;
         if (open_system(ctx, argv[i], &sys))
@@ -415,8 +409,8 @@ static int cmd_exec(cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_wait(cli_ctx *ctx, int argc, char **argv)
 {
-        struct opts o = { .timeout_ms = -1 };
-        int i = parse_opts(argc, argv, &o);
+        struct cli_compute_opts o = { .timeout_ms = -1 };
+        int i = cli_compute_parse_opts(argc, argv, &o);
         if (i < 0 || (argc - i != 1 && argc - i != 2))
                 return cli_usage(argv[0]);
         silo_compute_system *sys = NULL;

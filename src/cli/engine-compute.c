@@ -13,51 +13,17 @@
 
 #include "engine.h"
 #include "util/cleanup.h"
-#include "util/fs.h"
 
-#define DOC_MAX (1024 * 1024)
-
-static int read_doc(const char *arg, char **ret, silo_error *err)
+/* The shared compute options, with help and usage printed as the other
+ * silod verbs print them (-2: help was shown). */
+static int parse_opts(int argc, char **argv, struct cli_compute_opts *o)
 {
-        if (arg[0] == '{' || arg[0] == '[') {
-                *ret = strdup(arg);
-                return *ret ? 0 : silo_error_set(err, ENOMEM, "document");
-        }
-        return silo_read_file_at(AT_FDCWD, strcmp(arg, "-") ? arg : "/dev/stdin", DOC_MAX, ret, NULL, err);
-}
-
-struct opts {
-        int timeout_ms;
-        bool force, detach;
-};
-
-static int parse_opts(int argc, char **argv, struct opts *o)
-{
-        static const struct option lo[] = {
-                { "timeout", required_argument, NULL, 't' }, { "force", no_argument, NULL, 'f' },
-                { "detach", no_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' }, {},
-        };
-        optind = 1;
-        int c;
-        while ((c = getopt_long(argc, argv, "+t:fdh", lo, NULL)) != -1) {
-                switch (c) {
-                case 't': {
-                        char *end;
-                        double s = strtod(optarg, &end);
-                        if (*end || s < 0 || s > 86400) {
-                                cli_failf("--timeout: expected seconds (0-86400), got '%s'", optarg);
-                                return -1;
-                        }
-                        o->timeout_ms = (int) (s * 1000);
-                        break;
-                }
-                case 'f': o->force = true; break;
-                case 'd': o->detach = true; break;
-                case 'h': engine_help(argv[0]); return -2;
-                default: cli_usage(argv[0]); return -1;
-                }
-        }
-        return optind;
+        int i = cli_compute_parse_opts(argc, argv, o);
+        if (i == -2)
+                engine_help(argv[0]);
+        else if (i == -1)
+                cli_usage(argv[0]);
+        return i;
 }
 
 /* One request; prints the JSON answer (if print) and returns the exit code. */
@@ -99,7 +65,7 @@ static int cmd_create(cli_ctx *ctx, int argc, char **argv)
                 return cli_usage(argv[0]);
         silo_error err = SILO_ERROR_INIT;
         _cleanup_free_ char *doc = NULL, *esc = engine_escape(argv[1]), *path = NULL;
-        if (read_doc(argv[2], &doc, &err) < 0)
+        if (cli_compute_read_doc(argv[2], &doc, &err) < 0)
                 return cli_fail(&err);
         if (!esc || asprintf(&path, "/compute/systems?id=%s", esc) < 0)
                 return cli_failf("out of memory");
@@ -120,7 +86,7 @@ static int cmd_op(cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_shutdown(cli_ctx *ctx, int argc, char **argv)
 {
-        struct opts o = { .timeout_ms = 10000 };
+        struct cli_compute_opts o = { .timeout_ms = 10000 };
         int i = parse_opts(argc, argv, &o);
         if (i == -2)
                 return 0;
@@ -153,7 +119,7 @@ static int cmd_properties(cli_ctx *ctx, int argc, char **argv)
                 return cli_usage(argv[0]);
         silo_error err = SILO_ERROR_INIT;
         _cleanup_free_ char *q = NULL, *path = system_path(argv[1], argc == 3 ? "properties" : NULL);
-        if (argc == 3 && read_doc(argv[2], &q, &err) < 0)
+        if (argc == 3 && cli_compute_read_doc(argv[2], &q, &err) < 0)
                 return cli_fail(&err);
         if (!path)
                 return cli_failf("out of memory");
@@ -166,7 +132,7 @@ static int cmd_modify(cli_ctx *ctx, int argc, char **argv)
                 return cli_usage(argv[0]);
         silo_error err = SILO_ERROR_INIT;
         _cleanup_free_ char *req = NULL, *path = system_path(argv[1], "modify");
-        if (read_doc(argv[2], &req, &err) < 0)
+        if (cli_compute_read_doc(argv[2], &req, &err) < 0)
                 return cli_fail(&err);
         return path ? call(ctx, "POST", path, req, false, NULL) : cli_failf("out of memory");
 }
@@ -177,7 +143,7 @@ static int cmd_list(cli_ctx *ctx, int argc, char **argv)
                 return cli_usage(argv[0]);
         silo_error err = SILO_ERROR_INIT;
         _cleanup_free_ char *q = NULL, *esc = NULL, *path = NULL;
-        if (argc == 2 && read_doc(argv[1], &q, &err) < 0)
+        if (argc == 2 && cli_compute_read_doc(argv[1], &q, &err) < 0)
                 return cli_fail(&err);
         if (q && !(esc = engine_escape(q)))
                 return cli_failf("out of memory");
@@ -188,7 +154,7 @@ static int cmd_list(cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_delete(cli_ctx *ctx, int argc, char **argv)
 {
-        struct opts o = {};
+        struct cli_compute_opts o = {};
         int i = parse_opts(argc, argv, &o);
         if (i == -2)
                 return 0;
@@ -225,7 +191,7 @@ static int wait_for(cli_ctx *ctx, const char *id, const char *pid, int timeout_m
 
 static int cmd_wait(cli_ctx *ctx, int argc, char **argv)
 {
-        struct opts o = { .timeout_ms = -1 };
+        struct cli_compute_opts o = { .timeout_ms = -1 };
         int i = parse_opts(argc, argv, &o);
         if (i == -2)
                 return 0;
@@ -267,7 +233,7 @@ static int cmd_process(cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_exec(cli_ctx *ctx, int argc, char **argv)
 {
-        struct opts o = { .timeout_ms = -1 };
+        struct cli_compute_opts o = { .timeout_ms = -1 };
         int i = parse_opts(argc, argv, &o);
         if (i == -2)
                 return 0;
@@ -275,7 +241,7 @@ static int cmd_exec(cli_ctx *ctx, int argc, char **argv)
                 return i < 0 ? CLI_EXIT_USAGE : cli_usage(argv[0]);
         silo_error err = SILO_ERROR_INIT;
         _cleanup_free_ char *text = NULL, *path = system_path(argv[i], "processes");
-        if (read_doc(argv[i + 1], &text, &err) < 0)
+        if (cli_compute_read_doc(argv[i + 1], &text, &err) < 0)
                 return cli_fail(&err);
         json_error_t je;
         _cleanup_json_ json_t *params = json_loads(text, 0, &je);
