@@ -29,37 +29,17 @@ sys_images = daemon_support.silo_images
 
 
 class NetDaemon(Daemon):
-    """A Daemon whose silod lives in the network namespace bound at nsfile."""
+    """A Daemon whose silod lives in a network namespace of the test's own
+    (Daemon.use_private_netns), with a view of what silod holds there."""
 
-    def __init__(self, tmp, nsfile):
+    def __init__(self, tmp):
         super().__init__(tmp)
-        self.nsfile = nsfile
-        self.netdir = os.path.join(tmp, "network")
-        self.env["SILO_NETWORK_DIR"] = self.netdir
-
-    def start(self):
-        logf = open(self.log, "a")
-        env = dict(os.environ, SILO_NETWORK_DIR=self.netdir)
-        self.proc = subprocess.Popen(
-            ["nsenter", "--net=" + self.nsfile, daemon_support.SILOD, "--host", "unix://" + self.sock,
-             "--root", self.root, "--state", self.state, "--cgroup-parent", self.cgroup_parent],
-            stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, env=env)
-        logf.close()
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"silod exited {self.proc.returncode}: {open(self.log).read()}")
-            try:
-                if self.api("GET", "/_ping")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("silod did not come up: " + open(self.log).read())
+        self.use_private_netns()
+        self.netdir = self.env["SILO_NETWORK_DIR"]
 
     def host(self, *cmd, check=True, timeout=20, input=None):
         """A command in silod's ("the host's") network namespace."""
-        p = subprocess.run(["nsenter", "--net=" + self.nsfile, *cmd], capture_output=True, text=True,
+        p = subprocess.run([*self.in_netns(), *cmd], capture_output=True, text=True,
                            timeout=timeout, input=input)
         if check and p.returncode != 0:
             raise AssertionError(f"{cmd} -> {p.returncode}: {p.stdout} {p.stderr}")
@@ -122,11 +102,8 @@ def netd():
     if not os.path.exists(daemon_support.SILOD):
         pytest.fail(f"{daemon_support.SILOD} is not built")
     tmp = tempfile.mkdtemp(prefix="silod-net-test-")
-    nsfile = os.path.join(tmp, "hostns")
-    open(nsfile, "w").close()
-    subprocess.run(["unshare", "--net=" + nsfile, "true"], check=True, timeout=10)
-    subprocess.run(["nsenter", "--net=" + nsfile, "ip", "link", "set", "lo", "up"], check=True, timeout=10)
-    d = NetDaemon(tmp, nsfile)
+    d = NetDaemon(tmp)
+    nsfile = d.nsfile
     leaks = []
     try:
         d.start()
@@ -165,7 +142,7 @@ def netd():
                 continue
             leaks.append(f"mount left: {m}")
             subprocess.run(["umount", "-l", m], check=False)
-        subprocess.run(["umount", "-l", nsfile], check=False)
+        d.release_netns()
         for cg in cgroup_dirs(d.cgroup_parent):
             for s in os.listdir(cg):
                 if os.path.isdir(os.path.join(cg, s)):
