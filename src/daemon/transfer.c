@@ -299,6 +299,34 @@ static struct job *job_new(struct silod *d, struct MHD_Connection *c, job_fn run
         return j;
 }
 
+/* j->ref = NAME[:TAG] (a "sha256:" tag becomes @digest when digest_tag),
+ * checked as a reference, and j->shown its display name.  -ENOMEM, or
+ * -EINVAL with err set for a malformed reference. */
+static int job_set_ref(struct job *j, const char *name, const char *tag, bool digest_tag, silo_error *err)
+{
+        const char *sep = digest_tag && tag && strncmp(tag, "sha256:", 7) == 0 ? "@" : ":";
+        int r = tag && *tag ? asprintf(&j->ref, "%s%s%s", name, sep, tag) : asprintf(&j->ref, "%s", name);
+        if (r < 0) {
+                j->ref = NULL;
+                return -ENOMEM;
+        }
+        _cleanup_reference_ silo_reference *ref = NULL;
+        if (silo_reference_parse(j->ref, &ref, err) < 0)
+                return -EINVAL;
+        _cleanup_free_ char *full = silo_reference_name(ref);
+        j->shown = full ? image_display_name(full) : NULL;
+        return j->shown ? 0 : -ENOMEM;
+}
+
+/* Answers a job_set_ref() failure and frees the job. */
+static enum MHD_Result job_ref_error(struct MHD_Connection *c, struct job *j, int r, const silo_error *err)
+{
+        enum MHD_Result ret = r == -ENOMEM ? reply_error(c, 500, "out of memory")
+                                           : reply_error(c, 400, "invalid reference format: %s", err->message);
+        job_free(j);
+        return ret;
+}
+
 static void deadline_in(struct timespec *ts, long ms)
 {
         clock_gettime(CLOCK_REALTIME, ts);
@@ -642,28 +670,9 @@ enum MHD_Result image_create(struct silod *d, struct MHD_Connection *c, struct r
                 job_free(j);
                 return reply_error(c, 500, "out of memory");
         }
-        int r;
-        if (tag && *tag)
-                r = asprintf(&j->ref, "%s%s%s", from_image, strncmp(tag, "sha256:", 7) == 0 ? "@" : ":", tag);
-        else
-                r = asprintf(&j->ref, "%s", from_image);
-        if (r < 0) {
-                j->ref = NULL;
-                job_free(j);
-                return reply_error(c, 500, "out of memory");
-        }
-        _cleanup_reference_ silo_reference *ref = NULL;
-        if (silo_reference_parse(j->ref, &ref, &err) < 0) {
-                enum MHD_Result ret = reply_error(c, 400, "invalid reference format: %s", err.message);
-                job_free(j);
-                return ret;
-        }
-        _cleanup_free_ char *full = silo_reference_name(ref);
-        j->shown = full ? image_display_name(full) : NULL;
-        if (!j->shown) {
-                job_free(j);
-                return reply_error(c, 500, "out of memory");
-        }
+        int r = job_set_ref(j, from_image, tag, true, &err);
+        if (r < 0)
+                return job_ref_error(c, j, r, &err);
         j->platform = query(c, "platform");
         if (j->platform && !*j->platform)
                 j->platform = NULL;
@@ -756,20 +765,9 @@ enum MHD_Result image_push(struct silod *d, struct MHD_Connection *c, const char
         if (!j)
                 return reply_error(c, 500, "out of memory");
         /* The CLI sends the tag separately; a name with its own tag is taken as is. */
-        int r = tag && *tag ? asprintf(&j->ref, "%s:%s", name, tag) : asprintf(&j->ref, "%s", name);
-        if (r < 0) {
-                j->ref = NULL;
-                job_free(j);
-                return reply_error(c, 500, "out of memory");
-        }
-        _cleanup_reference_ silo_reference *ref = NULL;
-        if (silo_reference_parse(j->ref, &ref, &err) < 0) {
-                enum MHD_Result ret = reply_error(c, 400, "invalid reference format: %s", err.message);
-                job_free(j);
-                return ret;
-        }
-        _cleanup_free_ char *full = silo_reference_name(ref);
-        j->shown = full ? image_display_name(full) : NULL;
+        int r = job_set_ref(j, name, tag, false, &err);
+        if (r < 0)
+                return job_ref_error(c, j, r, &err);
         silo_store *s = NULL;
         if (open_store(d, &s, &err) < 0) {
                 job_free(j);
