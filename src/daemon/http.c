@@ -213,6 +213,38 @@ int request_json(struct request *req, json_t **ret, silo_error *err)
         return 0;
 }
 
+static bool filter_value_matches(const char *value, const char *want, enum filter_match how)
+{
+        if (!want)
+                return false;
+        switch (how) {
+        case FILTER_EXACT: return strcmp(value, want) == 0;
+        case FILTER_SUBSTRING: return strstr(value, want) != NULL;
+        case FILTER_PREFIX: return strncmp(value, want, strlen(want)) == 0;
+        }
+        return false;
+}
+
+bool filter_passes(json_t *filters, const char *key, const char *value, enum filter_match how)
+{
+        json_t *f = json_object_get(filters, key);
+        if (!f)
+                return true;
+        const char *want;
+        json_t *v;
+        size_t i;
+        if (json_is_object(f)) {
+                json_object_foreach(f, want, v)
+                        if (filter_value_matches(value, want, how))
+                                return true;
+                return false;
+        }
+        json_array_foreach(f, i, v)
+                if (filter_value_matches(value, json_string_value(v), how))
+                        return true;
+        return false;
+}
+
 bool socket_send_all(int sock, const void *data, size_t len)
 {
         const char *p = data;

@@ -145,31 +145,6 @@ static int inspect_info(struct networks *nw, const char *api, json_t **ret, silo
         return r;
 }
 
-static bool filter_word(const char *value, const char *want, bool prefix)
-{
-        return want && (prefix ? strncmp(value, want, strlen(want)) == 0 : strstr(value, want) != NULL);
-}
-
-static bool filter_ok(json_t *filters, const char *key, const char *value, bool prefix)
-{
-        json_t *f = json_object_get(filters, key);
-        if (!f)
-                return true;
-        const char *want;
-        json_t *v;
-        size_t i;
-        if (json_is_object(f)) {
-                json_object_foreach(f, want, v)
-                        if (filter_word(value, want, prefix))
-                                return true;
-                return false;
-        }
-        json_array_foreach(f, i, v)
-                if (filter_word(value, json_string_value(v), prefix))
-                        return true;
-        return false;
-}
-
 static enum MHD_Result networks_list(struct silod *d, struct MHD_Connection *c)
 {
         struct networks *nw = d->networks;
@@ -191,9 +166,10 @@ static enum MHD_Result networks_list(struct silod *d, struct MHD_Connection *c)
                 nw_network_id(api, nid);
                 json_t *doc = network_doc(api, json_is_null(v) ? NULL : v);
                 const char *type = is_predefined(api) ? "builtin" : "custom";
-                if (!filter_ok(filters, "name", api, false) || !filter_ok(filters, "id", nid, true) ||
-                    !filter_ok(filters, "driver", jstr(doc, "Driver") ?: "", false) ||
-                    !filter_ok(filters, "type", type, false)) {
+                if (!filter_passes(filters, "name", api, FILTER_SUBSTRING) ||
+                    !filter_passes(filters, "id", nid, FILTER_PREFIX) ||
+                    !filter_passes(filters, "driver", jstr(doc, "Driver") ?: "", FILTER_SUBSTRING) ||
+                    !filter_passes(filters, "type", type, FILTER_SUBSTRING)) {
                         json_decref(doc);
                         continue;
                 }

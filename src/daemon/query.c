@@ -92,29 +92,6 @@ static json_t *list_entry(const struct ctr *ct)
                          "NetworkMode", "none", "NetworkSettings", "Networks", "Mounts");
 }
 
-/* filters={"name":{"x":true}} (or {"name":["x"]}); true if ct passes key. */
-static bool filter_match(json_t *filters, const char *key, const char *value, bool substring)
-{
-        json_t *f = json_object_get(filters, key);
-        if (!f)
-                return true;
-        const char *want;
-        json_t *v;
-        size_t i;
-        if (json_is_object(f)) {
-                json_object_foreach(f, want, v)
-                        if (substring ? strstr(value, want) != NULL : strcmp(value, want) == 0)
-                                return true;
-                return false;
-        }
-        json_array_foreach(f, i, v) {
-                want = json_string_value(v);
-                if (want && (substring ? strstr(value, want) != NULL : strcmp(value, want) == 0))
-                        return true;
-        }
-        return false;
-}
-
 static bool filters_match(json_t *filters, const struct ctr *ct)
 {
         if (!filters)
@@ -131,8 +108,8 @@ static bool filters_match(json_t *filters, const struct ctr *ct)
                 if (!ok)
                         return false;
         }
-        return filter_match(filters, "name", ct->name, true) &&
-               filter_match(filters, "status", ctr_status_name(ct), false);
+        return filter_passes(filters, "name", ct->name, FILTER_SUBSTRING) &&
+               filter_passes(filters, "status", ctr_status_name(ct), FILTER_EXACT);
 }
 
 enum MHD_Result containers_list(struct silod *d, struct MHD_Connection *c)

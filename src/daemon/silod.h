@@ -125,6 +125,10 @@ bool socket_send_all(int sock, const void *data, size_t len);
 void add_common_headers(struct MHD_Response *resp);
 const char *query(struct MHD_Connection *c, const char *key);
 bool query_bool(struct MHD_Connection *c, const char *key);
+/* Docker's list filters, {"key":{"v":true}} or {"key":["v"]}: true if the
+ * filter has no such key or value matches one of its values. */
+enum filter_match { FILTER_EXACT, FILTER_SUBSTRING, FILTER_PREFIX };
+bool filter_passes(json_t *filters, const char *key, const char *value, enum filter_match how);
 /* Parses the request body as a JSON object (empty body: empty object). */
 int request_json(struct request *req, json_t **ret, silo_error *err);
 /* True once the peer hung up (or the daemon stops). */
