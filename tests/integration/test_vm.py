@@ -355,12 +355,21 @@ def test_vm_lifecycle_exec_kill_delete(vm, tmp_path):
     assert vm.state()["status"] == "running"
 
     # stats: the host cgroup holds the shim and QEMU; the container's figures come from the guest.
-    r = vm.rt("events", "--stats", "vmt")
-    assert r.returncode == 0, r.stderr
-    data = json.loads(r.stdout)["data"]
+    def stats():
+        r = vm.rt("events", "--stats", "vmt")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["data"]
+
+    # The shell and its sleep: the loop's sleep comes and goes, so a sample
+    # taken between two sleeps sees the shell alone; look until both are there.
+    def stats_with_both():
+        d = stats()
+        return d if d["pids"]["current"] >= 2 else None
+
+    data = h.wait_for(stats_with_both, timeout=10, what="the shell and its sleep in the pids count")
     guest = data["vm"]["guest"]
     assert 0 < guest["MemAvailableKiB"] < guest["MemTotalKiB"] < 512 << 10
-    assert data["pids"]["current"] >= 2          # the shell and its sleep
+    assert data["pids"]["current"] >= 2
     assert 0 < data["memory"]["usage"]["usage"] < data["vm"]["hostMemoryBytes"]
 
     # kill forwards the signal through the channel: the trap runs, the VM stops.
