@@ -31,7 +31,7 @@ fi
 
 # virtio transport (microvm: virtio-mmio), the control/stdio ports, the rootfs
 # disk and its filesystems.
-wanted="virtio_mmio virtio_console virtio_blk virtio_balloon erofs overlay"
+wanted="virtio_mmio virtio_console virtio_blk virtio_balloon loop erofs overlay"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

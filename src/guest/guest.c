@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "layers.h"
 #include "process/container.h"
 #include "process/sync.h"
 #include "vm/proto.h"
@@ -44,13 +45,16 @@
 #define BUNDLE_DIR "/run/bundle"
 #define STATE_DIR "/run/silo"
 #define CONSOLE_DIR "/run/console"
+#define HOSTED_DIR "/run/c"             /* a hosted container's own lower, scratch, root, bundle */
 #define DEVICE_WAIT_MS 10000
 #define SETUP_TIMEOUT_MS 30000
 #define MAX_PROCS 64
 #define MAX_MAPPED 16
+#define MAX_CONTAINERS 16
 
-enum { PORT_CONTROL, PORT_STDOUT, PORT_STDERR, PORT_STDIO, _PORT_MAX };
-static const char *const port_names[_PORT_MAX] = { "silo.control", "silo.stdout", "silo.stderr", "silo.stdio" };
+enum { PORT_CONTROL, PORT_STDOUT, PORT_STDERR, PORT_STDIO, PORT_DATA, _PORT_MAX };
+static const char *const port_names[_PORT_MAX] = { "silo.control", "silo.stdout", "silo.stderr", "silo.stdio",
+                                                   "silo.data" };
 
 struct proc {
         pid_t pid;
@@ -62,16 +66,27 @@ struct proc {
         int master;             /* its terminal's master: stdin and stdout, -1 */
 };
 
-struct agent {
-        int ports[_PORT_MAX];
+/* A container in this VM: the only one of a VM container's VM, or one of
+ * the containers a utility VM hosts ("Hosted": its root is an uploaded
+ * layer, its init's stdio goes through "silo.stdio", and shutting it down
+ * leaves the VM running). */
+struct ctr {
+        char id[128];           /* "" for a free slot */
         json_t *spec;           /* the whole OCI config (Create), run through libsilo */
-        char id[128];
-        bool created, started;
+        bool started, hosted;
         pid_t init;             /* the process that owns the container (create .. delete) */
         int go_fd;              /* init: write a byte to start, close to abandon */
         int status_fd;          /* init: "O" or "E<message>" after create and after start */
+        unsigned seq;           /* hosted: its directory HOSTED_DIR/<seq> */
         unsigned n_mapped;
         bool mapped_rw[MAX_MAPPED];
+};
+
+struct agent {
+        int ports[_PORT_MAX];
+        struct ctr ctrs[MAX_CONTAINERS];
+        unsigned ctr_seq;
+        char layer_error[256];  /* why the last layer upload failed */
         unsigned exec_seq;
         struct proc procs[MAX_PROCS];
         size_t n_procs;
@@ -216,8 +231,9 @@ static int find_ports(int ports[_PORT_MAX])
                                 if (ports[i] >= 0 || strcmp(name, port_names[i]))
                                         continue;
                                 snprintf(path, sizeof(path), "/dev/%s", de->d_name);
-                                bool rw = i == PORT_CONTROL || i == PORT_STDIO;
-                                ports[i] = open(path, (rw ? O_RDWR : O_WRONLY) | O_CLOEXEC | O_NOCTTY);
+                                int mode = i == PORT_CONTROL || i == PORT_STDIO ? O_RDWR
+                                           : i == PORT_DATA ? O_RDONLY : O_WRONLY;
+                                ports[i] = open(path, mode | O_CLOEXEC | O_NOCTTY);
                         }
                 }
                 if (d)
@@ -343,34 +359,94 @@ static int mount_disk(const char *serial, const char *target, bool readonly, cha
         return 0;
 }
 
-static int mount_rootfs(char *errbuf, size_t errlen)
+/* Where a container's own directories are: fixed for the one container of
+ * a VM container's VM, per container in a utility VM. */
+static void ctr_path(const struct ctr *c, char *buf, size_t len, const char *single, const char *sub)
 {
-        mkdir(ROOT_DIR, 0755);
-        int r = mount_disk(ROOT_SERIAL, LOWER_DIR, true, errbuf, errlen);
-        if (r < 0)
-                return r;
-        /* The image is read-only: the container writes to a tmpfs upper layer
-         * (libsilo applies root.readonly on top). */
-        mkdir(SCRATCH_DIR, 0755);
-        if (mount("tmpfs", SCRATCH_DIR, "tmpfs", 0, "mode=0755") == 0 && mkdir(SCRATCH_DIR "/upper", 0755) == 0 &&
-            mkdir(SCRATCH_DIR "/work", 0755) == 0 &&
-            mount("overlay", ROOT_DIR, "overlay", 0,
-                  "lowerdir=" LOWER_DIR ",upperdir=" SCRATCH_DIR "/upper,workdir=" SCRATCH_DIR "/work") == 0)
+        if (c->hosted)
+                snprintf(buf, len, HOSTED_DIR "/%u/%s", c->seq, sub);
+        else
+                snprintf(buf, len, "%s", single ? single : "");
+}
+
+/* The container's root: its read-only image (the rootfs disk, or for a
+ * hosted container the uploaded layer it names) under an overlay whose
+ * upper layer is a tmpfs (libsilo applies root.readonly on top). */
+static int mount_rootfs(struct ctr *c, json_t *b, char *errbuf, size_t errlen)
+{
+        char lower[128], scratch[128], root[128], upper[160], work[160], opts[512];
+        ctr_path(c, lower, sizeof(lower), LOWER_DIR, "lower");
+        ctr_path(c, scratch, sizeof(scratch), SCRATCH_DIR, "scratch");
+        ctr_path(c, root, sizeof(root), ROOT_DIR, "root");
+        if (c->hosted) {
+                char dir[64];
+                snprintf(dir, sizeof(dir), HOSTED_DIR "/%u", c->seq);
+                mkdir(HOSTED_DIR, 0700);
+                mkdir(dir, 0700);
+                const char *layer = json_string_value(json_object_get(b, "RootfsLayer"));
+                if (!guest_layer_name_valid(layer)) {
+                        snprintf(errbuf, errlen, "RootfsLayer: expected the name of an uploaded layer");
+                        return -EINVAL;
+                }
+                snprintf(lower, sizeof(lower), GUEST_LAYERS_DIR "/%s", layer);
+                struct stat st;
+                if (stat(lower, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                        snprintf(errbuf, errlen, "RootfsLayer %s: no such layer", layer);
+                        return -ENOENT;
+                }
+        } else {
+                int r = mount_disk(ROOT_SERIAL, lower, true, errbuf, errlen);
+                if (r < 0)
+                        return r;
+        }
+        mkdir(root, 0755);
+        mkdir(scratch, 0755);
+        snprintf(upper, sizeof(upper), "%s/upper", scratch);
+        snprintf(work, sizeof(work), "%s/work", scratch);
+        snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work);
+        if (mount("tmpfs", scratch, "tmpfs", 0, "mode=0755") == 0 && mkdir(upper, 0755) == 0 &&
+            mkdir(work, 0755) == 0 && mount("overlay", root, "overlay", 0, opts) == 0)
                 return 0;
         logmsg("silo-guest: overlay: %m; rootfs stays read-only");
-        if (mount(LOWER_DIR, ROOT_DIR, NULL, MS_BIND, NULL) < 0) {
+        if (mount(lower, root, NULL, MS_BIND, NULL) < 0) {
                 snprintf(errbuf, errlen, "bind rootfs: %s", strerror(errno));
                 return -errno;
         }
         return 0;
 }
 
-/* Mapped directories: disk i is mounted at MAPPED_DIR/i; the host already
- * pointed the bind mounts of the config there. */
-static int mount_mapped(struct agent *a, json_t *mapped, char *errbuf, size_t errlen)
+/* After a hosted container is gone: its root, scratch and directory. */
+static void unmount_rootfs(const struct ctr *c)
 {
-        if (!mapped)
+        char path[128];
+        if (!c->hosted)
+                return;
+        ctr_path(c, path, sizeof(path), "", "root");
+        umount2(path, MNT_DETACH);
+        rmdir(path);
+        ctr_path(c, path, sizeof(path), "", "scratch");
+        umount2(path, MNT_DETACH);
+        rmdir(path);
+        ctr_path(c, path, sizeof(path), "", "bundle/config.json");
+        unlink(path);
+        ctr_path(c, path, sizeof(path), "", "bundle");
+        rmdir(path);
+        snprintf(path, sizeof(path), HOSTED_DIR "/%u", c->seq);
+        rmdir(path);
+}
+
+/* Mapped directories: disk i is mounted at MAPPED_DIR/i; the host already
+ * pointed the bind mounts of the config there.  (A hosted container's
+ * read-only mapped directories are uploaded layers the host pointed its
+ * binds at: nothing to do here.) */
+static int mount_mapped(struct ctr *c, json_t *mapped, char *errbuf, size_t errlen)
+{
+        if (!mapped || (c->hosted && json_is_array(mapped) && json_array_size(mapped) == 0))
                 return 0;
+        if (c->hosted) {
+                snprintf(errbuf, errlen, "MappedDirectories: disks cannot be added to a running utility VM");
+                return -EINVAL;
+        }
         if (!json_is_array(mapped) || json_array_size(mapped) > MAX_MAPPED) {
                 snprintf(errbuf, errlen, "MappedDirectories: expected an array of at most %d", MAX_MAPPED);
                 return -EINVAL;
@@ -389,22 +465,24 @@ static int mount_mapped(struct agent *a, json_t *mapped, char *errbuf, size_t er
                 int r = mount_disk(serial, target, ro, errbuf, errlen);
                 if (r < 0)
                         return r;
-                a->mapped_rw[i] = !ro;
-                a->n_mapped = (unsigned) i + 1;
+                c->mapped_rw[i] = !ro;
+                c->n_mapped = (unsigned) i + 1;
         }
         return 0;
 }
 
 /* The container's config as the guest runs it: the rootfs the agent mounted,
  * no host-side hooks, process isolation (we are the VM). */
-static json_t *guest_config(struct agent *a)
+static json_t *guest_config(const struct ctr *c)
 {
-        json_t *cfg = json_deep_copy(a->spec);
+        json_t *cfg = json_deep_copy(c->spec);
         if (!cfg)
                 return NULL;
+        char rootdir[128];
+        ctr_path(c, rootdir, sizeof(rootdir), ROOT_DIR, "root");
         json_t *root = json_object_get(cfg, "root");
         bool ro = json_is_true(json_object_get(root, "readonly"));
-        json_object_set_new(cfg, "root", json_pack("{sssb}", "path", ROOT_DIR, "readonly", ro));
+        json_object_set_new(cfg, "root", json_pack("{sssb}", "path", rootdir, "readonly", ro));
         json_object_del(cfg, "hooks");
         json_t *annotations = json_object_get(cfg, "annotations");
         if (json_is_object(annotations))
@@ -485,11 +563,12 @@ static void write_status(int fd, const silo_error *e)
 /* The process that owns the container from create to delete: libsilo's
  * create, then start when the agent says so, then waits forwarding signals.
  * Its exit status is the container's. */
-static __attribute__((noreturn)) void container_owner(const char *id, const char *console, int status_fd, int go_fd)
+static __attribute__((noreturn)) void container_owner(const char *id, const char *bundle, const char *console,
+                                                      int status_fd, int go_fd)
 {
         struct silo_runtime rt = { .state_root = STATE_DIR };
         /* The initramfs is the root mount, which pivot_root cannot move. */
-        struct silo_create_options o = { .bundle = BUNDLE_DIR, .no_pivot = true, .console_socket = console };
+        struct silo_create_options o = { .bundle = bundle, .no_pivot = true, .console_socket = console };
         silo_error e = SILO_ERROR_INIT;
         /* Blocked from before the container exists (libsilo gives the
          * container a clean signal state), so none is lost. */
@@ -551,11 +630,34 @@ static void close_fds_but(int keep1, int keep2)
                         close(fd);
 }
 
+/* A slot for a new process: a fresh one, else one whose process ended,
+ * was reported and is not waited for (a utility VM lives long). */
 static struct proc *add_proc(struct agent *a, pid_t pid)
 {
-        struct proc *p = &a->procs[a->n_procs++];
+        struct proc *p = NULL;
+        if (a->n_procs < MAX_PROCS)
+                p = &a->procs[a->n_procs++];
+        for (size_t i = 0; !p && i < a->n_procs; i++) {
+                struct proc *q = &a->procs[i];
+                if (q->exited && !q->wait_id && q->in_fd < 0 && q->out_fd < 0 && q->err_fd < 0 && q->master < 0)
+                        p = q;
+        }
+        if (!p)
+                return NULL;
         *p = (struct proc) { .pid = pid, .in_fd = -1, .out_fd = -1, .err_fd = -1, .master = -1 };
         return p;
+}
+
+static bool procs_full(const struct agent *a)
+{
+        if (a->n_procs < MAX_PROCS)
+                return false;
+        for (size_t i = 0; i < a->n_procs; i++) {
+                const struct proc *q = &a->procs[i];
+                if (q->exited && !q->wait_id && q->in_fd < 0 && q->out_fd < 0 && q->err_fd < 0 && q->master < 0)
+                        return false;
+        }
+        return true;
 }
 
 static void set_nonblock(int fd)
@@ -573,28 +675,40 @@ static void closep(int *fd)
 
 /* Create: rootfs, mapped directories, and libsilo's create in the
  * container's owner process, which then waits for Start. */
-static int create_container(struct agent *a, json_t *b, char *errbuf, size_t errlen)
+static int create_container(struct agent *a, struct ctr *c, json_t *b, char *errbuf, size_t errlen)
 {
-        int r = mount_rootfs(errbuf, errlen);
+        if (procs_full(a)) {
+                snprintf(errbuf, errlen, "too many processes in this VM");
+                return -EAGAIN;
+        }
+        int r = mount_rootfs(c, b, errbuf, errlen);
         if (r < 0)
                 return r;
-        r = mount_mapped(a, json_object_get(b, "MappedDirectories"), errbuf, errlen);
+        r = mount_mapped(c, json_object_get(b, "MappedDirectories"), errbuf, errlen);
         if (r < 0)
                 return r;
-        json_t *cfg = guest_config(a);
-        mkdir(BUNDLE_DIR, 0700);
-        if (!cfg || json_dump_file(cfg, BUNDLE_DIR "/config.json", JSON_COMPACT) < 0) {
+        char bundle[128], config[160], console_buf[64];
+        ctr_path(c, bundle, sizeof(bundle), BUNDLE_DIR, "bundle");
+        snprintf(config, sizeof(config), "%s/config.json", bundle);
+        json_t *cfg = guest_config(c);
+        mkdir(bundle, 0700);
+        if (!cfg || json_dump_file(cfg, config, JSON_COMPACT) < 0) {
                 json_decref(cfg);
-                snprintf(errbuf, errlen, "writing %s/config.json failed", BUNDLE_DIR);
+                snprintf(errbuf, errlen, "writing %s failed", config);
                 return -EIO;
         }
         bool tty = json_is_true(json_object_get(json_object_get(cfg, "process"), "terminal"));
         json_decref(cfg);
 
-        int status[2] = { -1, -1 }, go[2] = { -1, -1 }, in[2] = { -1, -1 }, console = -1;
-        const char *console_path = tty ? CONSOLE_DIR "/init.sock" : NULL;
+        /* The single container's init writes straight to its own ports; a
+         * hosted one's output is multiplexed like an exec'd process's. */
+        int status[2] = { -1, -1 }, go[2] = { -1, -1 }, in[2] = { -1, -1 }, out[2] = { -1, -1 },
+            errp[2] = { -1, -1 }, console = -1;
+        snprintf(console_buf, sizeof(console_buf), CONSOLE_DIR "/init-%u.sock", c->seq);
+        const char *console_path = tty ? console_buf : NULL;
         mkdir(CONSOLE_DIR, 0700);
         if (pipe2(status, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || (!tty && pipe2(in, O_CLOEXEC) < 0) ||
+            (!tty && c->hosted && (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)) ||
             (tty && (console = listen_console(console_path)) < 0)) {
                 snprintf(errbuf, errlen, "setting up the container's stdio: %s", strerror(errno));
                 r = -errno;
@@ -609,23 +723,29 @@ static int create_container(struct agent *a, json_t *b, char *errbuf, size_t err
         if (pid == 0) {
                 setsid();
                 int devnull = open("/dev/null", O_RDWR);
-                if (devnull < 0 || dup2(tty ? devnull : in[0], 0) < 0 ||
-                    dup2(tty ? devnull : a->ports[PORT_STDOUT], 1) < 0 ||
-                    dup2(tty ? devnull : a->ports[PORT_STDERR], 2) < 0)
+                int fd1 = tty ? devnull : c->hosted ? out[1] : a->ports[PORT_STDOUT];
+                int fd2 = tty ? devnull : c->hosted ? errp[1] : a->ports[PORT_STDERR];
+                if (devnull < 0 || dup2(tty ? devnull : in[0], 0) < 0 || dup2(fd1, 1) < 0 || dup2(fd2, 2) < 0)
                         _exit(127);
                 close_fds_but(status[1], go[0]);
-                container_owner(a->id, console_path, status[1], go[0]);
+                container_owner(c->id, bundle, console_path, status[1], go[0]);
         }
         closep(&status[1]);
         closep(&go[0]);
         closep(&in[0]);
+        closep(&out[1]);
+        closep(&errp[1]);
         struct proc *p = add_proc(a, pid);
-        a->init = pid;
-        a->go_fd = go[1];
-        a->status_fd = status[0];
+        c->init = pid;
+        c->go_fd = go[1];
+        c->status_fd = status[0];
         p->in_fd = in[1];
+        p->out_fd = out[0];
+        p->err_fd = errp[0];
         set_nonblock(p->in_fd);
-        r = read_status(a->status_fd, errbuf, errlen);
+        set_nonblock(p->out_fd);
+        set_nonblock(p->err_fd);
+        r = read_status(c->status_fd, errbuf, errlen);
         if (r == 0 && tty) {
                 p->master = receive_console(console, pid);
                 if (p->master < 0) {
@@ -639,32 +759,35 @@ static int create_container(struct agent *a, json_t *b, char *errbuf, size_t err
         if (console_path)
                 unlink(console_path);
         if (r < 0)
-                closep(&a->go_fd);      /* the owner deletes what it made and exits */
+                closep(&c->go_fd);      /* the owner deletes what it made and exits */
         return r;
 fail:
         for (int i = 0; i < 2; i++) {
                 closep(&status[i]);
                 closep(&go[i]);
                 closep(&in[i]);
+                closep(&out[i]);
+                closep(&errp[i]);
         }
         closep(&console);
         return r;
 }
 
-static int start_container(struct agent *a, char *errbuf, size_t errlen)
+static int start_container(struct ctr *c, char *errbuf, size_t errlen)
 {
         char go = 'g';
-        if (write(a->go_fd, &go, 1) != 1) {
+        if (write(c->go_fd, &go, 1) != 1) {
                 snprintf(errbuf, errlen, "the container runtime process died");
                 return -EPIPE;
         }
-        closep(&a->go_fd);
-        return read_status(a->status_fd, errbuf, errlen);
+        closep(&c->go_fd);
+        return read_status(c->status_fd, errbuf, errlen);
 }
 
 /* A process in the running container through libsilo's exec, from a child
  * whose exit status is the process's. */
-static int exec_process(struct agent *a, json_t *process, pid_t *ret_pid, char *errbuf, size_t errlen)
+static int exec_process(struct agent *a, const struct ctr *c, json_t *process, pid_t *ret_pid, char *errbuf,
+                        size_t errlen)
 {
         bool tty = json_is_true(json_object_get(process, "terminal"));
         int in[2] = { -1, -1 }, out[2] = { -1, -1 }, errp[2] = { -1, -1 }, console = -1, r = 0;
@@ -697,7 +820,7 @@ static int exec_process(struct agent *a, json_t *process, pid_t *ret_pid, char *
                 struct silo_exec_options o = { .console_socket = tty ? console_path : NULL };
                 silo_error e = SILO_ERROR_INIT;
                 int status = 0;
-                if (silo_container_exec(&rt, a->id, process, &o, &status, &e) < 0) {
+                if (silo_container_exec(&rt, c->id, process, &o, &status, &e) < 0) {
                         dprintf(tty ? devnull : 2, "silo-guest: exec: %s\n", e.message);
                         _exit(127);
                 }
@@ -808,6 +931,18 @@ static void reap(struct agent *a)
                 p->exited = true;
                 p->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
                 send_exit(a, p);
+                /* A hosted container's owner deleted it before it exited:
+                 * its slot and directories are free again. */
+                for (int k = 0; k < MAX_CONTAINERS; k++) {
+                        struct ctr *c = &a->ctrs[k];
+                        if (!c->id[0] || c->init != pid || !c->hosted)
+                                continue;
+                        unmount_rootfs(c);
+                        closep(&c->go_fd);
+                        closep(&c->status_fd);
+                        json_decref(c->spec);
+                        *c = (struct ctr) { .go_fd = -1, .status_fd = -1 };
+                }
         }
 }
 
@@ -860,15 +995,18 @@ static json_int_t read_number(const char *path, const char *key)
 }
 
 /* Stats from inside the VM: the guest's memory and the container's cgroup. */
-static json_t *properties(struct agent *a)
+static json_t *properties(const struct ctr *c)
 {
         json_t *r = json_pack("{sIsI}", "MemTotalKiB", read_number("/proc/meminfo", "MemTotal:"),
                               "MemAvailableKiB", read_number("/proc/meminfo", "MemAvailable:"));
-        const char *cg = json_string_value(json_object_get(json_object_get(a->spec, "linux"), "cgroupsPath"));
+        const char *cg = c ? json_string_value(json_object_get(json_object_get(c->spec, "linux"), "cgroupsPath"))
+                           : NULL;
         if (r && cg && cg[0] == '/' && !strstr(cg, "..") && strlen(cg) < 200) {
                 char path[320];
                 snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.current", cg);
                 json_object_set_new(r, "ContainerMemoryBytes", json_integer(read_number(path, NULL)));
+                snprintf(path, sizeof(path), "/sys/fs/cgroup%s/cpu.stat", cg);
+                json_object_set_new(r, "ContainerCpuUsec", json_integer(read_number(path, "usage_usec ")));
                 snprintf(path, sizeof(path), "/sys/fs/cgroup%s/cgroup.procs", cg);
                 json_int_t n = -1;
                 FILE *f = fopen(path, "re");
@@ -895,13 +1033,114 @@ static __attribute__((noreturn)) void shutdown_guest(struct agent *a, bool grace
         while (now_ms() < deadline && (waitpid(-1, NULL, WNOHANG) >= 0 || errno != ECHILD))
                 usleep(5000);
         sync();
-        for (unsigned i = 0; i < a->n_mapped; i++) {
-                char target[64];
-                snprintf(target, sizeof(target), MAPPED_DIR "/%u", i);
-                if (a->mapped_rw[i] && umount2(target, 0) < 0)
-                        umount2(target, MNT_DETACH);
+        for (int k = 0; k < MAX_CONTAINERS; k++) {
+                const struct ctr *c = &a->ctrs[k];
+                for (unsigned i = 0; c->id[0] && !c->hosted && i < c->n_mapped; i++) {
+                        char target[64];
+                        snprintf(target, sizeof(target), MAPPED_DIR "/%u", i);
+                        if (c->mapped_rw[i] && umount2(target, 0) < 0)
+                                umount2(target, MNT_DETACH);
+                }
         }
         power_off();
+}
+
+/* The container a request names by ContainerId; without one, the single
+ * container of a VM container's VM. */
+static struct ctr *find_ctr(struct agent *a, json_t *body)
+{
+        const char *id = json_string_value(json_object_get(body, "ContainerId"));
+        struct ctr *only = NULL;
+        for (int k = 0; k < MAX_CONTAINERS; k++) {
+                struct ctr *c = &a->ctrs[k];
+                if (!c->id[0])
+                        continue;
+                if (id && !strcmp(c->id, id))
+                        return c;
+                if (!c->hosted)
+                        only = c;
+        }
+        return id ? NULL : only;
+}
+
+static struct ctr *ctr_of_init(struct agent *a, pid_t pid)
+{
+        for (int k = 0; k < MAX_CONTAINERS; k++)
+                if (a->ctrs[k].id[0] && a->ctrs[k].init == pid)
+                        return &a->ctrs[k];
+        return NULL;
+}
+
+/* A signal for a container's owner.  Created, not started: the owner waits
+ * for Start with signals blocked, and ends as if the signal killed it.
+ * SIGKILL cannot be forwarded by the owner: libsilo kills every process of
+ * the container instead, and the owner sees its init die. */
+static void stop_container(struct ctr *c, int sig)
+{
+        if (!c->started && c->go_fd >= 0) {
+                char byte = (char) sig;
+                if (write(c->go_fd, &byte, 1) != 1)
+                        logmsg("silo-guest: signal before start: %m");
+                closep(&c->go_fd);
+                return;
+        }
+        if (sig == SIGKILL) {
+                struct silo_runtime rt = { .state_root = STATE_DIR };
+                silo_error e = SILO_ERROR_INIT;
+                if (silo_container_kill(&rt, c->id, SIGKILL, true, &e) < 0)
+                        logmsg("silo-guest: kill %s: %s", c->id, e.message);
+                return;
+        }
+        if (kill(c->init, sig) < 0)
+                logmsg("silo-guest: signal %d to %s: %m", sig, c->id);
+}
+
+/* ModifySettings of a utility VM: {"ResourceType": "Layer", "RequestType":
+ * "Add" | "Remove", "Settings": {"Name", "Size"}}.  An Add is answered
+ * before its bytes are read from "silo.data": the host sends them once it
+ * knows the guest takes them, and the agent reads them all before it looks
+ * at the next request, so a Create naming the layer comes after it. */
+static void modify_settings(struct agent *a, struct silo_vm_msg *m)
+{
+        char errbuf[256] = "";
+        json_t *b = m->body, *settings = json_object_get(b, "Settings");
+        const char *type = json_string_value(json_object_get(b, "ResourceType"));
+        const char *req = json_string_value(json_object_get(b, "RequestType"));
+        const char *name = json_string_value(json_object_get(settings, "Name"));
+        json_t *size = json_object_get(settings, "Size");
+        if (!type || strcmp(type, "Layer") || !req || (strcmp(req, "Add") && strcmp(req, "Remove"))) {
+                respond_error(a, m->type, m->id, ENOTSUP, "ModifySettings: only Layer Add and Remove are known");
+                return;
+        }
+        if (!guest_layer_name_valid(name)) {
+                respond_error(a, m->type, m->id, EINVAL, "Settings.Name: expected [A-Za-z0-9._-], at most %d",
+                              GUEST_LAYER_NAME_MAX);
+                return;
+        }
+        if (!strcmp(req, "Remove")) {
+                int r = guest_layer_remove(name, errbuf, sizeof(errbuf));
+                if (r < 0)
+                        respond_error(a, m->type, m->id, -r, "%s", errbuf);
+                else
+                        respond(a, m->type, m->id, 0, NULL, NULL);
+                return;
+        }
+        /* The image lives in guest memory until the loop device lets go. */
+        json_int_t avail = read_number("/proc/meminfo", "MemAvailable:");
+        if (!json_is_integer(size) || json_integer_value(size) < 1 ||
+            (avail > 0 && json_integer_value(size) / 1024 > avail / 4 * 3)) {
+                respond_error(a, m->type, m->id, json_is_integer(size) ? ENOSPC : EINVAL,
+                              "Settings.Size: expected 1 .. 3/4 of the guest's available memory (%lld KiB)",
+                              (long long) avail);
+                return;
+        }
+        respond(a, m->type, m->id, 0, NULL, NULL);
+        int r = guest_layer_add(a->ports[PORT_DATA], name, (uint64_t) json_integer_value(size), errbuf,
+                                sizeof(errbuf));
+        if (r < 0) {
+                logmsg("silo-guest: %s", errbuf);
+                snprintf(a->layer_error, sizeof(a->layer_error), "%s", errbuf);
+        }
 }
 
 static void handle_request(struct agent *a, struct silo_vm_msg *m)
@@ -927,52 +1166,76 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
         case SILO_VM_OP_CREATE: {
                 json_t *spec = json_object_get(b, "Spec");
                 const char *id = json_string_value(json_object_get(b, "ContainerId"));
-                if (a->created) {
-                        respond_error(a, m->type, m->id, EEXIST, "the container exists already");
-                        return;
-                }
-                if (!json_is_object(spec) || !id || !*id || strlen(id) >= sizeof(a->id)) {
+                bool hosted = json_is_true(json_object_get(b, "Hosted"));
+                if (!json_is_object(spec) || !id || !*id || strlen(id) >= sizeof(a->ctrs[0].id)) {
                         respond_error(a, m->type, m->id, EINVAL, "Spec: expected an object with a ContainerId");
                         return;
                 }
-                const char *hostname = json_string_value(json_object_get(b, "HostName"));
-                if (hostname && sethostname(hostname, strnlen(hostname, 64)) < 0)
-                        logmsg("silo-guest: sethostname: %m");
-                a->spec = json_incref(spec);
-                snprintf(a->id, sizeof(a->id), "%s", id);
-                a->created = true;
-                int r = create_container(a, b, errbuf, sizeof(errbuf));
-                if (r < 0) {
-                        respond_error(a, m->type, m->id, -r, "%s", errbuf);
+                /* A VM container's VM holds that one container; a utility
+                 * VM any number of hosted ones. */
+                struct ctr *c = NULL;
+                for (int k = 0; k < MAX_CONTAINERS; k++) {
+                        struct ctr *x = &a->ctrs[k];
+                        if (x->id[0] && (!strcmp(x->id, id) || !x->hosted || !hosted)) {
+                                respond_error(a, m->type, m->id, EEXIST, "the container exists already");
+                                return;
+                        }
+                        if (!x->id[0] && !c)
+                                c = x;
+                }
+                if (!c) {
+                        respond_error(a, m->type, m->id, EAGAIN, "this VM hosts %d containers already", MAX_CONTAINERS);
                         return;
                 }
-                respond(a, m->type, m->id, 0, NULL, json_pack("{sI}", "ProcessId", (json_int_t) a->init));
+                const char *hostname = json_string_value(json_object_get(b, "HostName"));
+                if (!hosted && hostname && sethostname(hostname, strnlen(hostname, 64)) < 0)
+                        logmsg("silo-guest: sethostname: %m");
+                *c = (struct ctr) { .spec = json_incref(spec), .hosted = hosted, .go_fd = -1, .status_fd = -1,
+                                    .seq = ++a->ctr_seq };
+                snprintf(c->id, sizeof(c->id), "%s", id);
+                int r = create_container(a, c, b, errbuf, sizeof(errbuf));
+                if (r < 0) {
+                        bool why = r == -ENOENT && a->layer_error[0];
+                        respond_error(a, m->type, m->id, -r, "%s%s%s%s", errbuf, why ? " (" : "",
+                                      why ? a->layer_error : "", why ? ")" : "");
+                        /* Without an owner nothing else will free it. */
+                        if (c->hosted && c->init <= 0) {
+                                unmount_rootfs(c);
+                                json_decref(c->spec);
+                                *c = (struct ctr) { .go_fd = -1, .status_fd = -1 };
+                        }
+                        return;
+                }
+                respond(a, m->type, m->id, 0, NULL, json_pack("{sI}", "ProcessId", (json_int_t) c->init));
                 return;
         }
         case SILO_VM_OP_START: {
-                if (!a->created || a->started || a->init <= 0) {
-                        respond_error(a, m->type, m->id, EINVAL, "%s", !a->created ? "no container created"
-                                      : a->started ? "already started" : "the container was not created");
+                struct ctr *c = find_ctr(a, b);
+                if (!c || c->started || c->init <= 0 || c->go_fd < 0) {
+                        respond_error(a, m->type, m->id, EINVAL, "%s", !c ? "no such container"
+                                      : c->started ? "already started" : "the container was not created");
                         return;
                 }
-                a->started = true;
-                int r = start_container(a, errbuf, sizeof(errbuf));
+                c->started = true;
+                int r = start_container(c, errbuf, sizeof(errbuf));
                 if (r < 0) {
                         respond_error(a, m->type, m->id, -r, "%s", errbuf);
                         return;
                 }
-                respond(a, m->type, m->id, 0, NULL, json_pack("{sI}", "ProcessId", (json_int_t) a->init));
+                respond(a, m->type, m->id, 0, NULL, json_pack("{sI}", "ProcessId", (json_int_t) c->init));
                 return;
         }
         case SILO_VM_OP_EXECUTE_PROCESS: {
                 json_t *process = json_object_get(b, "Process");
-                if (!a->started || !json_is_object(process) || a->n_procs >= MAX_PROCS) {
-                        respond_error(a, m->type, m->id, EINVAL, "%s", !a->started ? "the container is not started"
-                                      : a->n_procs >= MAX_PROCS ? "too many processes" : "Process: expected an object");
+                struct ctr *c = find_ctr(a, b);
+                if (!c || !c->started || !json_is_object(process) || procs_full(a)) {
+                        respond_error(a, m->type, m->id, EINVAL, "%s", !c ? "no such container"
+                                      : !c->started ? "the container is not started"
+                                      : procs_full(a) ? "too many processes" : "Process: expected an object");
                         return;
                 }
                 pid_t pid = 0;
-                int r = exec_process(a, process, &pid, errbuf, sizeof(errbuf));
+                int r = exec_process(a, c, process, &pid, errbuf, sizeof(errbuf));
                 if (r < 0) {
                         respond_error(a, m->type, m->id, -r, "%s", errbuf);
                         return;
@@ -980,6 +1243,9 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
                 respond(a, m->type, m->id, 0, NULL, json_pack("{sI}", "ProcessId", (json_int_t) pid));
                 return;
         }
+        case SILO_VM_OP_MODIFY_SETTINGS:
+                modify_settings(a, m);
+                return;
         case SILO_VM_OP_SIGNAL_PROCESS:
         case SILO_VM_OP_WAIT_FOR_PROCESS:
         case SILO_VM_OP_RESIZE_CONSOLE: {
@@ -1019,12 +1285,9 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
                         respond_error(a, m->type, m->id, EINVAL, "Signal: expected 1..64");
                         return;
                 }
-                if (p->pid == a->init && !a->started && a->go_fd >= 0) {
-                        /* Created, not started: the owner waits for Start, signals blocked. */
-                        char sig = (char) json_integer_value(jsig);
-                        if (write(a->go_fd, &sig, 1) != 1)
-                                logmsg("silo-guest: signal before start: %m");
-                        closep(&a->go_fd);
+                struct ctr *owned = ctr_of_init(a, p->pid);
+                if (owned && !p->exited) {
+                        stop_container(owned, (int) json_integer_value(jsig));
                         respond(a, m->type, m->id, 0, NULL, NULL);
                         return;
                 }
@@ -1036,12 +1299,20 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
                 return;
         }
         case SILO_VM_OP_GET_PROPERTIES:
-                respond(a, m->type, m->id, 0, NULL, properties(a));
+                respond(a, m->type, m->id, 0, NULL, properties(find_ctr(a, b)));
                 return;
         case SILO_VM_OP_SHUTDOWN_GRACEFUL:
-        case SILO_VM_OP_SHUTDOWN_FORCED:
+        case SILO_VM_OP_SHUTDOWN_FORCED: {
+                /* A hosted container stops alone; anything else powers off. */
+                struct ctr *c = json_object_get(b, "ContainerId") ? find_ctr(a, b) : NULL;
+                if (c && c->hosted) {
+                        stop_container(c, op == SILO_VM_OP_SHUTDOWN_GRACEFUL ? SIGTERM : SIGKILL);
+                        respond(a, m->type, m->id, 0, NULL, NULL);
+                        return;
+                }
                 respond(a, m->type, m->id, 0, NULL, NULL);
                 shutdown_guest(a, op == SILO_VM_OP_SHUTDOWN_GRACEFUL);
+        }
         default:
                 respond_error(a, m->type, m->id, ENOTSUP, "operation not supported");
                 return;
@@ -1050,7 +1321,7 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
 
 int main(void)
 {
-        static struct agent a = { .ports = { -1, -1, -1, -1 }, .go_fd = -1, .status_fd = -1 };
+        static struct agent a = { .ports = { -1, -1, -1, -1, -1 } };
         mount_basics();
         load_modules();
         if (find_ports(a.ports) < 0) {

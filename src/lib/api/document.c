@@ -13,6 +13,8 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "state/state.h"
+#include "vm/vm.h"
 
 void compute_storage_done(struct compute_storage *s)
 {
@@ -260,14 +262,92 @@ static json_t *default_spec(const struct compute_spec_options *o)
         return spec;
 }
 
+/* A VirtualMachine document -> the config of a utility VM: no process and
+ * no root of its own, its settings as annotations (src/lib/vm). */
+static int vm_document_to_spec(json_t *vm, const struct compute_spec_options *o, json_t **ret_spec, silo_error *err)
+{
+        struct {
+                json_t *chipset, *topology;
+        } v = {};
+        const struct silo_json_field vf[] = {
+                { "Chipset", SILO_JSON_OBJECT, offsetof(typeof(v), chipset), SILO_JSON_NULLABLE },
+                { "ComputeTopology", SILO_JSON_OBJECT, offsetof(typeof(v), topology), SILO_JSON_NULLABLE },
+                { NULL },
+        };
+        int r = silo_json_dispatch(vm, "VirtualMachine", vf, &v, err);
+        if (r < 0)
+                return r;
+        struct {
+                const char *kernel, *initrd, *cmdline;
+        } k = {};
+        json_t *direct = json_object_get(v.chipset, "LinuxKernelDirect");
+        if (direct && !json_is_object(direct))
+                return silo_error_msg(err, EINVAL, "VirtualMachine.Chipset.LinuxKernelDirect: expected an object, got %s",
+                                      silo_json_type_name(direct));
+        if (v.chipset && !direct)
+                return silo_error_msg(err, ENOTSUP, "VirtualMachine.Chipset: only LinuxKernelDirect boots are supported "
+                                      "(no firmware, no UEFI)");
+        const struct silo_json_field kf[] = {
+                { "KernelFilePath", SILO_JSON_STRING, offsetof(typeof(k), kernel), SILO_JSON_NULLABLE },
+                { "InitRdPath", SILO_JSON_STRING, offsetof(typeof(k), initrd), SILO_JSON_NULLABLE },
+                { "KernelCmdLine", SILO_JSON_STRING, offsetof(typeof(k), cmdline), SILO_JSON_NULLABLE },
+                { NULL },
+        };
+        if (direct && (r = silo_json_dispatch(direct, "VirtualMachine.Chipset.LinuxKernelDirect", kf, &k, err)) < 0)
+                return r;
+        if ((k.kernel && k.kernel[0] != '/') || (k.initrd && k.initrd[0] != '/'))
+                return silo_error_msg(err, EINVAL, "VirtualMachine.Chipset.LinuxKernelDirect.%s: must be an absolute path",
+                                      k.kernel && k.kernel[0] != '/' ? "KernelFilePath" : "InitRdPath");
+        if (k.cmdline && strlen(k.cmdline) > 512)
+                return silo_error_msg(err, E2BIG, "VirtualMachine.Chipset.LinuxKernelDirect.KernelCmdLine: longer "
+                                      "than 512 bytes");
+        json_int_t mem = 0, cpus = 0;
+        json_t *jmem = json_object_get(json_object_get(v.topology, "Memory"), "SizeInMB");
+        json_t *jcpu = json_object_get(json_object_get(v.topology, "Processor"), "Count");
+        if (jmem && !json_is_null(jmem) && (!json_is_integer(jmem) || json_integer_value(jmem) < 0 ||
+                                            (json_integer_value(jmem) && (json_integer_value(jmem) < SILO_VM_MIN_MEM_MB ||
+                                             json_integer_value(jmem) > SILO_VM_MAX_MEM_MB))))
+                return silo_error_msg(err, EINVAL, "VirtualMachine.ComputeTopology.Memory.SizeInMB: expected %d .. %d",
+                                      SILO_VM_MIN_MEM_MB, SILO_VM_MAX_MEM_MB);
+        if (jcpu && !json_is_null(jcpu) && (!json_is_integer(jcpu) || json_integer_value(jcpu) < 0 ||
+                                            json_integer_value(jcpu) > SILO_VM_MAX_CPUS ||
+                                            json_integer_value(jcpu) > (json_int_t) o->ncpu))
+                return silo_error_msg(err, EINVAL, "VirtualMachine.ComputeTopology.Processor.Count: expected 1 .. %u "
+                                      "(the online processors)", o->ncpu < SILO_VM_MAX_CPUS ? o->ncpu : SILO_VM_MAX_CPUS);
+        mem = json_integer_value(jmem);
+        cpus = json_integer_value(jcpu);
+        char cg[PATH_MAX], mem_s[32], cpus_s[32];
+        snprintf(cg, sizeof(cg), "%s/%s", o->cgroup_parent, o->id);
+        snprintf(mem_s, sizeof(mem_s), "%lld", (long long) mem);
+        snprintf(cpus_s, sizeof(cpus_s), "%lld", (long long) cpus);
+        _cleanup_json_ json_t *spec = json_pack("{s:s, s:{s:s, s:s}, s:{s:s}}", "ociVersion", "1.2.0", "annotations",
+                                                SILO_VM_ANNOTATION, "vm", SILO_VM_UTILITY_ANNOTATION, "true", "linux",
+                                                "cgroupsPath", cg);
+        if (!spec)
+                return silo_error_set(err, ENOMEM, "VirtualMachine");
+        json_t *ann = json_object_get(spec, "annotations");
+        if (k.kernel)
+                json_object_set_new(ann, SILO_VM_KERNEL_ANNOTATION, json_string(k.kernel));
+        if (k.initrd)
+                json_object_set_new(ann, SILO_VM_INITRD_ANNOTATION, json_string(k.initrd));
+        if (k.cmdline && *k.cmdline)
+                json_object_set_new(ann, SILO_VM_CMDLINE_ANNOTATION, json_string(k.cmdline));
+        if (mem)
+                json_object_set_new(ann, SILO_VM_MEMORY_ANNOTATION, json_string(mem_s));
+        if (cpus)
+                json_object_set_new(ann, SILO_VM_CPUS_ANNOTATION, json_string(cpus_s));
+        *ret_spec = TAKE_PTR(spec);
+        return 0;
+}
+
 int compute_document_to_spec(json_t *doc, const struct compute_spec_options *o, json_t **ret_spec,
                              struct compute_storage *ret_storage, silo_error *err)
 {
         if (!json_is_object(doc))
                 return silo_error_msg(err, EINVAL, "ComputeSystem: expected an object, got %s", silo_json_type_name(doc));
         struct {
-                const char *owner;
-                json_t *schema, *container, *vm, *hosting;
+                const char *owner, *hosting;
+                json_t *schema, *container, *vm;
                 bool terminate_on_close;
         } d = {};
         const struct silo_json_field f[] = {
@@ -297,9 +377,14 @@ int compute_document_to_spec(json_t *doc, const struct compute_spec_options *o, 
         }
         if (d.container && d.vm)
                 return silo_error_msg(err, EINVAL, "Container and VirtualMachine are mutually exclusive");
-        if (d.vm || d.hosting)
-                return silo_error_msg(err, ENOTSUP, "%s: VM isolation is not available yet",
-                                      d.vm ? "VirtualMachine" : "HostingSystemId");
+        if (d.vm && d.hosting)
+                return silo_error_msg(err, EINVAL, "HostingSystemId: a VirtualMachine is not hosted in another");
+        if (d.vm) {
+                *ret_storage = (struct compute_storage) {};
+                return vm_document_to_spec(d.vm, o, ret_spec, err);
+        }
+        if (d.hosting && (r = silo_id_validate(d.hosting, err)) < 0)
+                return silo_error_prefix(err, "HostingSystemId");
         if (!d.container)
                 return silo_error_msg(err, EINVAL, "Container: missing (the system kind)");
 
@@ -319,6 +404,9 @@ int compute_document_to_spec(json_t *doc, const struct compute_spec_options *o, 
         r = silo_json_dispatch(d.container, "Container", cf, &c, err);
         if (r < 0)
                 return r;
+        if (d.hosting && c.net)
+                return silo_error_msg(err, ENOTSUP, "Container.Networking: a container in a utility VM (HostingSystemId) "
+                                      "has the VM's loopback only");
 
         /* An embedded OCI spec is the base; the HCS fields override it.  Its
          * process, if any, is the init: the system ends when it does. */
@@ -466,6 +554,16 @@ int compute_document_to_spec(json_t *doc, const struct compute_spec_options *o, 
         char cg[PATH_MAX];
         snprintf(cg, sizeof(cg), "%s/%s", o->cgroup_parent, o->id);
         json_object_set_new(lx, "cgroupsPath", json_string(cg));
+        if (d.hosting) {
+                /* Runs inside the utility VM (src/lib/vm: hosted containers). */
+                json_t *ann = json_object_get(spec, "annotations");
+                if (!json_is_object(ann)) {
+                        ann = json_object();
+                        json_object_set_new(spec, "annotations", ann);
+                }
+                json_object_set_new(ann, SILO_VM_ANNOTATION, json_string("vm"));
+                json_object_set_new(ann, SILO_VM_HOST_ANNOTATION, json_string(d.hosting));
+        }
 
         *ret_spec = TAKE_PTR(spec);
         *ret_storage = storage;

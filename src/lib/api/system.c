@@ -448,13 +448,17 @@ int silo_compute_system_create(const struct silo_compute_context *ctx, const cha
         char now[64];
         silo_rfc3339_now(now);
         const char *owner = json_string_value(json_object_get(doc, "Owner"));
+        const char *hosting = json_string_value(json_object_get(doc, "HostingSystemId"));
         meta = json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:O}", "Id", id, "Owner", owner ? owner : "",
-                         "SystemType", "Container", "Created", now, "RootfsMounted", mounted,
+                         "SystemType", json_object_get(doc, "VirtualMachine") ? "VirtualMachine" : "Container",
+                         "Created", now, "RootfsMounted", mounted,
                          "StoreRootfs", from_store, "Document", doc);
         if (!meta) {
                 r = silo_error_set(err, ENOMEM, "system.json");
                 goto fail;
         }
+        if (hosting)
+                json_object_set_new(meta, "HostingSystemId", json_string(hosting));
         r = compute_system_save(sys, meta, err);
         if (r < 0)
                 goto fail;
@@ -766,11 +770,16 @@ int compute_system_basic(silo_compute_system *sys, json_t *meta, json_t **ret, s
                 return r;
         json_t *owner = json_object_get(meta, "Owner");
         _cleanup_json_ json_t *p = json_pack("{s:s, s:s, s:s, s:O, s:s, s:s, s:b, s:s}", "Id", sys->id, "Name", sys->id,
-                                             "SystemType", "Container", "Owner", owner ? owner : json_string(""),
+                                             "SystemType", json_is_string(json_object_get(meta, "SystemType"))
+                                             ? json_string_value(json_object_get(meta, "SystemType")) : "Container",
+                                             "Owner", owner ? owner : json_string(""),
                                              "RuntimeOsType", "linux", "State", compute_state_name(st),
                                              "Stopped", st == COMPUTE_STATE_STOPPED, "RuntimeId", sys->id);
         if (!p)
                 return silo_error_set(err, ENOMEM, "properties");
+        json_t *hosting = json_object_get(meta, "HostingSystemId");
+        if (json_is_string(hosting))
+                json_object_set(p, "HostingSystemId", hosting);
         if (st == COMPUTE_STATE_STOPPED) {
                 json_t *et = json_object_get(meta, "ExitType");
                 json_object_set_new(p, "ExitType", json_string(json_is_string(et) ? json_string_value(et)

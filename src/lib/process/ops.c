@@ -317,6 +317,9 @@ static int set_frozen(const struct silo_runtime *rt, const char *id, bool frozen
         int r = silo_container_open(rt, id, &statefd, &st, err);
         if (r < 0)
                 return r;
+        if (silo_vm_hosted(st->annotations))
+                return silo_error_msg(err, EOPNOTSUPP, "cannot %s container \"%s\": it is hosted in a utility VM "
+                                      "(pause the VM instead)", frozen ? "pause" : "resume", id);
         enum silo_status status = silo_state_status(statefd, st);
         enum silo_status want = frozen ? SILO_STATUS_RUNNING : SILO_STATUS_PAUSED;
         if (status != want)
@@ -410,6 +413,12 @@ int silo_container_pids(const struct silo_runtime *rt, const char *id, pid_t **r
 {
         _cleanup_(cgroup_op_done) struct cgroup_op op;
         int r = cgroup_op_open(rt, id, 0, &op, err);
+        /* Hosted in a utility VM: no host process of its own. */
+        if (r == -ENOENT && op.st && silo_vm_hosted(op.st->annotations)) {
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
         return r < 0 ? r : silo_cgroup_pids(op.cg, ret, ret_n, err);
 }
 
@@ -455,6 +464,8 @@ int silo_container_stats(const struct silo_runtime *rt, const char *id, json_t *
 {
         _cleanup_(cgroup_op_done) struct cgroup_op op;
         int r = cgroup_op_open(rt, id, ESRCH, &op, err);
+        if (r == -ENOENT && op.st && silo_vm_hosted(op.st->annotations))
+                return silo_vm_hosted_stats(op.statefd, op.st, ret, err);
         if (r == 0)
                 r = silo_cgroup_stats(op.cg, ret, err);
         /* A VM container: the host cgroup is QEMU's; the container's own figures come from the guest. */

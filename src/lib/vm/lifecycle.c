@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -32,6 +33,24 @@ bool silo_vm_annotated(json_t *annotations)
 {
         const char *iso = json_string_value(json_object_get(annotations, SILO_VM_ANNOTATION));
         return iso && (!strcmp(iso, "vm") || !strcmp(iso, "hyperv"));
+}
+
+static bool is_utility(json_t *annotations)
+{
+        const char *v = json_string_value(json_object_get(annotations, SILO_VM_UTILITY_ANNOTATION));
+        return v && !strcmp(v, "true");
+}
+
+static const char *hosted_by(json_t *annotations)
+{
+        return json_string_value(json_object_get(annotations, SILO_VM_HOST_ANNOTATION));
+}
+
+/* A request to the shim about this container (a hosted one is one of
+ * several in its VM; the shim of a VM container ignores the id). */
+static json_t *api_req(const struct silo_state *st, const char *op)
+{
+        return json_pack("{ssss}", "Op", op, "ContainerId", st->id);
 }
 
 int silo_vm_status(int statefd, const struct silo_state *st)
@@ -61,10 +80,12 @@ static int api_send(int fd, json_t *req, const int *fds, size_t nfds, silo_error
                 return silo_error_set(err, ENOMEM, "VM shim request");
         struct iovec iov = { text, strlen(text) };
         union {
-                char buf[CMSG_SPACE(3 * sizeof(int))];
+                char buf[CMSG_SPACE((3 + SILO_VM_MAX_DISKS + 1) * sizeof(int))];
                 struct cmsghdr align;
         } control;
         memset(&control, 0, sizeof(control));
+        if (nfds > 3 + SILO_VM_MAX_DISKS + 1)
+                return silo_error_msg(err, E2BIG, "too many fds for the VM shim");
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
         if (nfds) {
                 mh.msg_control = control.buf;
@@ -180,7 +201,7 @@ static int record(struct vm_create *c, enum silo_state_write_mode mode, silo_err
         };
         if (c->pid > 0)
                 silo_pid_start_time(c->pid, &st.pid_start);
-        _cleanup_json_ json_t *cg = silo_cgroup_save(c->cg);
+        _cleanup_json_ json_t *cg = c->cg ? silo_cgroup_save(c->cg) : NULL;
         st.cgroup = cg;
         return silo_state_write(c->statefd, &st, mode, err);
 }
@@ -197,6 +218,13 @@ static int prepare(struct vm_create *c, const struct silo_create_options *opts, 
         if (r < 0)
                 return r;
         struct silo_spec *spec = c->spec;
+        c->shim.utility = is_utility(spec->annotations);
+        if (c->shim.utility) {
+                /* A utility VM: no process and no root of its own. */
+                if (opts->console_socket)
+                        return silo_error_msg(err, EINVAL, "--console-socket: a utility VM has no terminal");
+                return silo_vm_params_get(spec, &c->shim.params, err);
+        }
         if (!spec->has_process || !spec->process.args || !spec->process.args[0] || !*spec->process.args[0])
                 return silo_error_msg(err, EINVAL, "process.args: must name at least the program to run");
         if (!spec->root_path)
@@ -229,7 +257,10 @@ static int build_shim_config(struct vm_create *c, const struct silo_create_optio
                 .mem_mb = s->params.mem_mb, .cpus = s->params.cpus, .accel = s->params.accel,
                 .debug_console = s->params.debug, .extra_cmdline = s->params.extra_cmdline,
         };
-        int r = silo_vm_rootfs_image(c->rootfs, &s->vm.rootfs_fd, err);
+        int r;
+        if (s->utility)
+                goto socket;
+        r = silo_vm_rootfs_image(c->rootfs, &s->vm.rootfs_fd, err);
         if (r < 0)
                 return r;
         c->guest_config = json_deep_copy(c->spec->json);
@@ -243,7 +274,7 @@ static int build_shim_config(struct vm_create *c, const struct silo_create_optio
         for (size_t i = 0; json_is_array(nss) && i < json_array_size(nss); i++)
                 json_object_del(json_array_get(nss, i), "path");
         _cleanup_json_ json_t *mapped = NULL;
-        r = silo_vm_map_binds(c->rt, c->guest_config, c->bundle, c->mappings, &mapped, err);
+        r = silo_vm_map_binds(c->rt, c->guest_config, c->bundle, NULL, c->mappings, &mapped, err);
         if (r < 0)
                 return r;
         s->mappings = c->mappings;
@@ -261,6 +292,7 @@ static int build_shim_config(struct vm_create *c, const struct silo_create_optio
                 if (r < 0)
                         return r;
         }
+socket:;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" SILO_VM_SOCKET, c->statefd);
         s->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -421,7 +453,7 @@ int silo_vm_container_start(int statefd, const struct silo_state *st, silo_error
         if (status != SILO_STATUS_CREATED)
                 return silo_error_msg(err, EINVAL, "cannot start container \"%s\": it is %s, not created", st->id,
                                       silo_status_name(status));
-        _cleanup_json_ json_t *req = json_pack("{ss}", "Op", "start");
+        _cleanup_json_ json_t *req = api_req(st, "start");
         int r = req ? api_call(statefd, req, API_TIMEOUT_MS, NULL, err) : silo_error_set(err, ENOMEM, "start");
         if (r < 0)
                 return silo_error_prefix(err, "start container \"%s\"", st->id);
@@ -434,9 +466,10 @@ int silo_vm_container_kill(int statefd, const struct silo_state *st, int sig, bo
         enum silo_status status = silo_vm_status(statefd, st);
         if (status == SILO_STATUS_STOPPED || status == SILO_STATUS_CREATING)
                 return silo_error_msg(err, ESRCH, "container \"%s\" is not running", st->id);
-        if (sig == SIGKILL) {
+        if (sig == SIGKILL && !hosted_by(st->annotations)) {
                 /* The VM ends with its shim (QEMU has PDEATHSIG); the
-                 * container's exit status reads "killed by SIGKILL". */
+                 * container's exit status reads "killed by SIGKILL".  (A
+                 * hosted container's pid is a stand-in: the guest kills it.) */
                 _cleanup_close_ int pidfd = silo_pidfd_open_checked(st->pid, st->pid_start, err);
                 if (pidfd < 0)
                         return silo_error_msg(err, ESRCH, "container \"%s\" is not running", st->id);
@@ -445,7 +478,9 @@ int silo_vm_container_kill(int statefd, const struct silo_state *st, int sig, bo
                 return 0;
         }
         (void) all;     /* the guest runs nothing but the container: the init's signal is enough */
-        _cleanup_json_ json_t *req = json_pack("{sssi}", "Op", "signal", "Signal", sig);
+        _cleanup_json_ json_t *req = api_req(st, "signal");
+        if (req)
+                json_object_set_new(req, "Signal", json_integer(sig));
         return req ? api_call(statefd, req, API_TIMEOUT_MS, NULL, err) : silo_error_set(err, ENOMEM, "kill");
 }
 
@@ -457,21 +492,41 @@ void silo_vm_container_before_delete(int statefd, const struct silo_state *st)
                 return;
         /* Let the shim power the guest off and copy mapped directories back. */
         _cleanup_close_ int pidfd = silo_pidfd_open_checked(st->pid, st->pid_start, NULL);
-        _cleanup_json_ json_t *req = json_pack("{ss}", "Op", "shutdown");
+        _cleanup_json_ json_t *req = api_req(st, "shutdown");
         if (pidfd >= 0 && req && api_call(statefd, req, 5000, NULL, NULL) == 0)
                 silo_pidfd_wait_exit(pidfd, 10000);
 }
 
 int silo_vm_container_stats(int statefd, const struct silo_state *st, json_t **ret, silo_error *err)
 {
-        (void) st;
-        _cleanup_json_ json_t *req = json_pack("{ss}", "Op", "stats");
+        _cleanup_json_ json_t *req = api_req(st, "stats");
         if (!req)
                 return silo_error_set(err, ENOMEM, "stats");
         int r = api_call(statefd, req, API_TIMEOUT_MS, ret, err);
         if (r == 0)
                 json_object_del(*ret, "Result");
         return r;
+}
+
+bool silo_vm_hosted(json_t *annotations)
+{
+        return silo_vm_annotated(annotations) && hosted_by(annotations);
+}
+
+int silo_vm_hosted_stats(int statefd, const struct silo_state *st, json_t **ret, silo_error *err)
+{
+        _cleanup_json_ json_t *guest = NULL;
+        int r = silo_vm_container_stats(statefd, st, &guest, err);
+        if (r < 0)
+                return r;
+        json_int_t mem = json_integer_value(json_object_get(guest, "ContainerMemoryBytes"));
+        json_int_t pids = json_integer_value(json_object_get(guest, "ContainerPids"));
+        json_int_t cpu = json_integer_value(json_object_get(guest, "ContainerCpuUsec"));
+        *ret = json_pack("{s{s{sI}} s{s{sI}} s{sI} s{sO}}", "cpu", "usage", "total",
+                         (json_int_t) (cpu > 0 ? cpu * 1000 : 0), "memory", "usage", "usage",
+                         (json_int_t) (mem > 0 ? mem : 0), "pids", "current", (json_int_t) (pids > 0 ? pids : 0),
+                         "vm", "guest", guest);
+        return *ret ? 0 : silo_error_set(err, ENOMEM, "stats");
 }
 
 void silo_vm_stats_merge(int statefd, const struct silo_state *st, json_t *stats)
@@ -515,6 +570,7 @@ static int exec_wait(int statefd, int conn, uint32_t pid, const sigset_t *fwd, i
                                 _cleanup_json_ json_t *req = json_pack("{sssisI}", "Op", "signal", "Signal",
                                                                        (int) si.ssi_signo, "ProcessId",
                                                                        (json_int_t) pid);
+                                /* The shim checks the container it names; the pid is enough. */
                                 if (req)
                                         api_call(statefd, req, API_TIMEOUT_MS, NULL, NULL);
                         }
@@ -562,7 +618,9 @@ int silo_vm_container_exec(int locked_statefd, const struct silo_state *st, json
         _cleanup_close_ int conn = api_connect(statefd, err);
         if (conn < 0)
                 return conn;
-        _cleanup_json_ json_t *req = json_pack("{sssO}", "Op", "exec", "Process", process);
+        _cleanup_json_ json_t *req = api_req(st, "exec");
+        if (req)
+                json_object_set(req, "Process", process);
         int fds[3] = { STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO };
         if (tty)
                 fds[0] = slave;
@@ -587,10 +645,16 @@ int silo_vm_container_exec(int locked_statefd, const struct silo_state *st, json
                 if (w == 0) {
                         long max = sysconf(_SC_OPEN_MAX);
                         for (int fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
-                                if (fd != conn)
+                                if (fd != conn && fd != statefd)
                                         close(fd);
+                        /* Signals sent to the waiter are the process's
+                         * (all but SIGKILL, which ends the waiter alone). */
+                        sigset_t fwd;
+                        silo_forwarded_signals(&fwd);
+                        sigdelset(&fwd, SIGCHLD);
+                        sigprocmask(SIG_BLOCK, &fwd, NULL);
                         int code = 255;
-                        exec_wait(-1, conn, pid, NULL, &code, NULL);
+                        exec_wait(statefd, conn, pid, &fwd, &code, NULL);
                         _exit(code);
                 }
                 return opts->pid_file ? silo_write_pid_file(opts->pid_file, w, err) : 0;
@@ -612,6 +676,161 @@ int silo_vm_container_exec(int locked_statefd, const struct silo_state *st, json
         return r;
 }
 
+/* The utility VM a hosted container joins must be one, and running. */
+static int check_host(const struct silo_runtime *rt, const char *host_id, silo_error *err)
+{
+        _cleanup_json_ json_t *hst = NULL;
+        silo_error e = SILO_ERROR_INIT;
+        if (silo_id_validate(host_id, err) < 0)
+                return silo_error_prefix(err, "annotation " SILO_VM_HOST_ANNOTATION);
+        if (silo_container_state(rt, host_id, &hst, &e) < 0)
+                return silo_error_msg(err, ENOENT, "annotation " SILO_VM_HOST_ANNOTATION ": no utility VM \"%s\"",
+                                      host_id);
+        const char *status = json_string_value(json_object_get(hst, "status"));
+        if (!is_utility(json_object_get(hst, "annotations")))
+                return silo_error_msg(err, EINVAL, "annotation " SILO_VM_HOST_ANNOTATION ": \"%s\" is not a utility VM",
+                                      host_id);
+        if (!status || (strcmp(status, "running") && strcmp(status, "created")))
+                return silo_error_msg(err, ESRCH, "annotation " SILO_VM_HOST_ANNOTATION ": utility VM \"%s\" is %s",
+                                      host_id, status ? status : "gone");
+        return 0;
+}
+
+/* A container in a running utility VM (annotation io.silo.vm.host): no VM
+ * of its own.  Its root (and its read-only mapped directories) become
+ * erofs images that the VM's shim uploads as layers; the shim creates the
+ * container in the guest and answers with the pid of a stand-in process
+ * that lives as long as the container.  Later commands reach the same shim
+ * through a vm.sock symlink in this container's state directory. */
+static int hosted_create(const struct silo_runtime *rt, const char *id, const struct silo_create_options *opts,
+                         silo_error *err)
+{
+        struct vm_create c = { .rt = rt, .id = id, .rootfd = -1, .statefd = -1 };
+        c.shim.listen_fd = c.shim.ready_fd = c.shim.tty_fd = -1;
+        c.shim.vm.rootfs_fd = -1;
+        _cleanup_close_ int hostfd = -1, conn = -1, image = -1;
+        _cleanup_json_ json_t *req = NULL, *reply = NULL, *layers = NULL;
+        int r = prepare(&c, opts, err);
+        if (r < 0)
+                goto fail;
+        const char *host_id = hosted_by(c.spec->annotations);
+        if (c.shim.utility) {
+                r = silo_error_msg(err, EINVAL, "a utility VM cannot be hosted in another");
+                goto fail;
+        }
+        if (strlen(id) > 127) {
+                r = silo_error_msg(err, ENAMETOOLONG, "container ID: at most 127 bytes in a utility VM");
+                goto fail;
+        }
+        if ((r = check_host(rt, host_id, err)) < 0 || (r = silo_state_root_open(rt->state_root, true, &c.rootfd, err)) < 0)
+                goto fail;
+        hostfd = openat(c.rootfd, host_id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (hostfd < 0) {
+                r = silo_error_set(err, errno, "utility VM %s", host_id);
+                goto fail;
+        }
+        r = silo_state_dir_create(c.rootfd, id, &c.statefd, err);
+        if (r < 0)
+                goto fail;
+        c.state_created = true;
+        silo_rfc3339_now(c.created);
+        r = record(&c, SILO_STATE_CREATE, err);
+        if (r < 0)
+                goto fail;
+
+        /* The guest's copy of the config: fresh namespaces there, binds
+         * pointing at their layers. */
+        uint64_t rnd = 0;
+        if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd)) {
+                r = silo_error_set(err, errno, "getrandom");
+                goto fail;
+        }
+        char prefix[32], rootfs_layer[48];
+        snprintf(prefix, sizeof(prefix), "h%016llx", (unsigned long long) rnd);
+        snprintf(rootfs_layer, sizeof(rootfs_layer), "%s.rootfs", prefix);
+        c.guest_config = json_deep_copy(c.spec->json);
+        c.mappings = calloc(1, sizeof(*c.mappings));
+        layers = json_pack("[s]", rootfs_layer);
+        if (!c.guest_config || !c.mappings || !layers) {
+                r = silo_error_set(err, ENOMEM, "VM config");
+                goto fail;
+        }
+        json_t *nss = json_object_get(json_object_get(c.guest_config, "linux"), "namespaces");
+        for (size_t i = 0; json_is_array(nss) && i < json_array_size(nss); i++)
+                json_object_del(json_array_get(nss, i), "path");
+        _cleanup_json_ json_t *mapped = NULL;
+        r = silo_vm_map_binds(rt, c.guest_config, c.bundle, prefix, c.mappings, &mapped, err);
+        if (r < 0)
+                goto fail;
+        r = silo_vm_rootfs_image(c.rootfs, &image, err);
+        if (r < 0)
+                goto fail;
+        int fds[3 + SILO_VM_MAX_DISKS + 1];
+        size_t nfds = 0;
+        fds[nfds++] = image;
+        for (unsigned i = 0; i < c.mappings->n; i++) {
+                json_array_append_new(layers, json_string(c.mappings->m[i].layer));
+                fds[nfds++] = c.mappings->m[i].fd;
+        }
+        if (c.spec->process.terminal) {
+                r = host_pty(opts->console_socket, json_object_get(c.spec->json, "process"), &c.shim.tty_fd, err);
+                if (r < 0)
+                        goto fail;
+                fds[nfds++] = c.shim.tty_fd;
+        } else {
+                fds[nfds++] = STDIN_FILENO;
+                fds[nfds++] = STDOUT_FILENO;
+                fds[nfds++] = STDERR_FILENO;
+        }
+        req = json_pack("{sssssssOsO}", "Op", "create", "ContainerId", id, "RootfsLayer", rootfs_layer, "Spec",
+                        c.guest_config, "Layers", layers);
+        if (!req) {
+                r = silo_error_set(err, ENOMEM, "create");
+                goto fail;
+        }
+        silo_runtime_debug(rt, "%s: creating it in utility VM %s", id, host_id);
+        conn = api_connect(hostfd, err);
+        if (conn < 0 || (r = api_send(conn, req, fds, nfds, err)) < 0 ||
+            (r = api_wait(conn, API_TIMEOUT_MS * 2, &reply, err)) < 0) {
+                r = conn < 0 ? conn : r;
+                silo_error_prefix(err, "utility VM %s", host_id);
+                goto fail;
+        }
+        json_t *jpid = json_object_get(reply, "Pid");
+        c.pid = json_is_integer(jpid) ? (pid_t) json_integer_value(jpid) : 0;
+        char link_target[PATH_MAX];
+        snprintf(link_target, sizeof(link_target), "../%s/" SILO_VM_SOCKET, host_id);
+        int mark = openat(c.statefd, SILO_VM_CREATED_MARK, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (c.pid <= 0 || mark < 0 || symlinkat(link_target, c.statefd, SILO_VM_SOCKET) < 0) {
+                r = c.pid <= 0 ? silo_error_msg(err, EPROTO, "utility VM %s: no Pid in its answer", host_id)
+                               : silo_error_set(err, errno, "state of %s", id);
+                if (mark >= 0)
+                        close(mark);
+                goto fail_created;
+        }
+        close(mark);
+        r = record(&c, SILO_STATE_IN_PLACE, err);
+        if (r == 0 && opts->pid_file)
+                r = silo_write_pid_file(opts->pid_file, c.pid, err);
+        if (r < 0)
+                goto fail_created;
+        create_done(&c);
+        return 0;
+fail_created:
+        /* The guest has it: take it out again (its exit ends the stand-in). */
+        json_decref(req);
+        req = json_pack("{ssss}", "Op", "shutdown", "ContainerId", id);
+        silo_closep(&conn);
+        conn = api_connect(hostfd, NULL);
+        if (req && conn >= 0 && api_send(conn, req, NULL, 0, NULL) == 0)
+                api_wait(conn, API_TIMEOUT_MS, NULL, NULL);
+fail:
+        if (c.state_created)
+                silo_state_dir_remove(c.rootfd, id, NULL);
+        create_done(&c);
+        return r;
+}
+
 int silo_vm_container_dispatch_create(const struct silo_runtime *rt, const char *id,
                                       const struct silo_create_options *opts, bool *ret_handled, silo_error *err)
 {
@@ -624,5 +843,7 @@ int silo_vm_container_dispatch_create(const struct silo_runtime *rt, const char 
             !silo_vm_wanted(config))
                 return 0;
         *ret_handled = true;
+        if (hosted_by(json_object_get(config, "annotations")))
+                return hosted_create(rt, id, opts, err);
         return silo_vm_container_create(rt, id, opts, err);
 }

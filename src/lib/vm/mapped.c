@@ -161,7 +161,7 @@ static int file_image(struct silo_vm_mapping *mp, silo_error *err)
 }
 
 static int map_one(const struct silo_runtime *rt, json_t *mounts, size_t i, const char *bundle,
-                   struct silo_vm_mappings *maps, json_t *mapped, silo_error *err)
+                   const char *layer_prefix, struct silo_vm_mappings *maps, json_t *mapped, silo_error *err)
 {
         json_t *m = json_array_get(mounts, i);
         const char *src = json_string_value(json_object_get(m, "source"));
@@ -173,6 +173,11 @@ static int map_one(const struct silo_runtime *rt, json_t *mounts, size_t i, cons
                                       SILO_VM_MAX_DISKS);
         struct silo_vm_mapping *mp = &maps->m[maps->n];
         *mp = (struct silo_vm_mapping) { .fd = -1, .readonly = is_readonly(m) };
+        /* A running utility VM takes read-only layers only: a writable
+         * disk cannot be added after boot. */
+        if (layer_prefix && !mp->readonly)
+                return silo_error_msg(err, EOPNOTSUPP, "mounts[%zu] (%s): a container in a shared utility VM can map "
+                                      "directories read-only only", i, dst);
         char joined[PATH_MAX];
         if (snprintf(joined, sizeof(joined), "%s/%s", src[0] == '/' ? "" : bundle, src) >= (int) sizeof(joined))
                 return silo_error_msg(err, ENAMETOOLONG, "mounts[%zu]: bind source too long", i);
@@ -205,8 +210,14 @@ static int map_one(const struct silo_runtime *rt, json_t *mounts, size_t i, cons
                 return silo_error_prefix(err, "mounts[%zu]: mapping %s into the VM", i, mp->host_path);
         unsigned idx = maps->n++;
         char guest_src[PATH_MAX + 64], serial[32];
-        snprintf(guest_src, sizeof(guest_src), "/run/mapped/%u%s%s", idx, mp->is_file ? "/" : "",
-                 mp->is_file ? mp->file_name : "");
+        if (layer_prefix) {
+                snprintf(mp->layer, sizeof(mp->layer), "%s.map%u", layer_prefix, idx);
+                snprintf(guest_src, sizeof(guest_src), SILO_VM_LAYERS_DIR "/%s%s%s", mp->layer,
+                         mp->is_file ? "/" : "", mp->is_file ? mp->file_name : "");
+        } else {
+                snprintf(guest_src, sizeof(guest_src), "/run/mapped/%u%s%s", idx, mp->is_file ? "/" : "",
+                         mp->is_file ? mp->file_name : "");
+        }
         snprintf(serial, sizeof(serial), SILO_VM_MAPPED_SERIAL "%u", idx);
         if (json_object_set_new(m, "source", json_string(guest_src)) < 0 ||
             json_array_append_new(mapped, json_pack("{ss sb sI sI si}", "Serial", serial, "ReadOnly", mp->readonly,
@@ -216,7 +227,7 @@ static int map_one(const struct silo_runtime *rt, json_t *mounts, size_t i, cons
         return 0;
 }
 
-int silo_vm_map_binds(const struct silo_runtime *rt, json_t *config, const char *bundle,
+int silo_vm_map_binds(const struct silo_runtime *rt, json_t *config, const char *bundle, const char *layer_prefix,
                       struct silo_vm_mappings *ret, json_t **ret_mapped, silo_error *err)
 {
         ret->n = 0;
@@ -231,7 +242,7 @@ int silo_vm_map_binds(const struct silo_runtime *rt, json_t *config, const char 
                         i++;
                         continue;
                 }
-                int r = map_one(rt, mounts, i, bundle, ret, mapped, err);
+                int r = map_one(rt, mounts, i, bundle, layer_prefix, ret, mapped, err);
                 if (r < 0) {
                         silo_vm_mappings_done(ret);
                         return r;

@@ -56,6 +56,7 @@ static const char *const op_names[_SILO_VM_OP_MAX] = {
         [SILO_VM_OP_SIGNAL_PROCESS] = "SignalProcess",
         [SILO_VM_OP_RESIZE_CONSOLE] = "ResizeConsole",
         [SILO_VM_OP_GET_PROPERTIES] = "GetProperties",
+        [SILO_VM_OP_MODIFY_SETTINGS] = "ModifySettings",
 };
 
 bool silo_vm_type_valid(uint32_t type)

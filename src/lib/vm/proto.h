@@ -36,6 +36,7 @@ enum silo_vm_op {
         SILO_VM_OP_SIGNAL_PROCESS,
         SILO_VM_OP_RESIZE_CONSOLE,
         SILO_VM_OP_GET_PROPERTIES,
+        SILO_VM_OP_MODIFY_SETTINGS,     /* a utility VM: receive a layer on "silo.data" */
         _SILO_VM_OP_MAX,
         _SILO_VM_OP_INVALID = -1,
 };

@@ -18,7 +18,7 @@
 
 #define QEMU_ARGV_MAX 160
 #define QEMU_ARG_BYTES 8192
-#define N_PORTS 4
+#define N_PORTS 5
 
 enum silo_vm_accel silo_vm_accel_from_string(const char *s)
 {
@@ -67,7 +67,8 @@ void silo_vm_destroy(struct silo_vm *vm)
         silo_closep(&vm->stdout_fd);
         silo_closep(&vm->stderr_fd);
         silo_closep(&vm->stdio_fd);
-        vm->pidfd = vm->control_fd = vm->stdout_fd = vm->stderr_fd = vm->stdio_fd = -1;
+        silo_closep(&vm->data_fd);
+        vm->pidfd = vm->control_fd = vm->stdout_fd = vm->stderr_fd = vm->stdio_fd = vm->data_fd = -1;
 }
 
 struct argv_builder {
@@ -116,7 +117,8 @@ static unsigned long host_tsc_khz(void)
 static int build_argv(const struct silo_vm_config *cfg, const int guest_fds[N_PORTS], struct argv_builder *b,
                       silo_error *err)
 {
-        static const char *const port_names[N_PORTS] = { "silo.control", "silo.stdout", "silo.stderr", "silo.stdio" };
+        static const char *const port_names[N_PORTS] = { "silo.control", "silo.stdout", "silo.stderr", "silo.stdio",
+                                                         "silo.data" };
         bool kvm = cfg->accel == SILO_VM_ACCEL_KVM;
 
         arg(b, "%s", cfg->qemu ? cfg->qemu : "qemu-system-x86_64");
@@ -202,7 +204,9 @@ int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_e
         if (cfg->n_disks > SILO_VM_MAX_DISKS)
                 return silo_error_msg(err, E2BIG, "VM: more than %d mapped directories", SILO_VM_MAX_DISKS);
 
-        int host_fds[N_PORTS] = { -1, -1, -1, -1 }, guest_fds[N_PORTS] = { -1, -1, -1, -1 };
+        int host_fds[N_PORTS], guest_fds[N_PORTS];
+        for (int i = 0; i < N_PORTS; i++)
+                host_fds[i] = guest_fds[i] = -1;
         int r = 0;
         for (int i = 0; i < N_PORTS; i++) {
                 int sp[2];
@@ -289,6 +293,7 @@ int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_e
         ret->stdout_fd = host_fds[1];
         ret->stderr_fd = host_fds[2];
         ret->stdio_fd = host_fds[3];
+        ret->data_fd = host_fds[4];
         if (ret->pidfd < 0) {
                 r = silo_error_set(err, errno, "pidfd_open qemu");
                 silo_vm_destroy(ret);

@@ -84,8 +84,59 @@ static int env_int(const char *name, long min, long max, long *ret, silo_error *
         return 1;
 }
 
+static int annotation_int(json_t *annotations, const char *key, long min, long max, long *ret, silo_error *err)
+{
+        const char *v = json_string_value(json_object_get(annotations, key));
+        if (!v)
+                return 0;
+        char *end;
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (errno || !*v || *end || x < min || x > max)
+                return silo_error_msg(err, EINVAL, "annotation %s=\"%.32s\": expected an integer in [%ld, %ld]", key, v,
+                                      min, max);
+        *ret = x;
+        return 1;
+}
+
+/* A utility VM's own settings (the compute API's VirtualMachine document):
+ * they win over the defaults and the environment. */
+static int params_from_annotations(json_t *ann, struct silo_vm_params *p, silo_error *err)
+{
+        const char *kernel = json_string_value(json_object_get(ann, SILO_VM_KERNEL_ANNOTATION));
+        const char *initrd = json_string_value(json_object_get(ann, SILO_VM_INITRD_ANNOTATION));
+        const char *cmdline = json_string_value(json_object_get(ann, SILO_VM_CMDLINE_ANNOTATION));
+        if (kernel && (kernel[0] != '/' || access(kernel, R_OK) < 0))
+                return silo_error_set(err, kernel[0] != '/' ? EINVAL : errno, "VM kernel %s (annotation %s)", kernel,
+                                      SILO_VM_KERNEL_ANNOTATION);
+        if (initrd && (initrd[0] != '/' || access(initrd, R_OK) < 0))
+                return silo_error_set(err, initrd[0] != '/' ? EINVAL : errno, "VM initrd %s (annotation %s)", initrd,
+                                      SILO_VM_INITRD_ANNOTATION);
+        if (cmdline && strlen(cmdline) > 512)
+                return silo_error_msg(err, E2BIG, "annotation %s: longer than 512 bytes", SILO_VM_CMDLINE_ANNOTATION);
+        if (kernel)
+                p->kernel = kernel;
+        if (initrd)
+                p->initrd = initrd;
+        if (cmdline)
+                p->extra_cmdline = cmdline;
+        long v = 0;
+        int r = annotation_int(ann, SILO_VM_MEMORY_ANNOTATION, SILO_VM_MIN_MEM_MB, SILO_VM_MAX_MEM_MB, &v, err);
+        if (r < 0)
+                return r;
+        if (r)
+                p->mem_mb = (unsigned) v;
+        r = annotation_int(ann, SILO_VM_CPUS_ANNOTATION, 1, SILO_VM_MAX_CPUS, &v, err);
+        if (r < 0)
+                return r;
+        if (r)
+                p->cpus = (unsigned) v;
+        return 0;
+}
+
 int silo_vm_params_get(const struct silo_spec *spec, struct silo_vm_params *p, silo_error *err)
 {
+        int r;
         /* The uncompressed kernel mkinitramfs.sh extracts boots faster. */
         /* Installed, else beside an uninstalled build's binaries
          * (build/src/{runtime,daemon}/ -> build/src/guest/): runtimes
@@ -111,6 +162,12 @@ int silo_vm_params_get(const struct silo_spec *spec, struct silo_vm_params *p, s
         const char *const initrds[] = { SILO_LIBEXECDIR "/silo/initramfs.img", p->initrd_buf, NULL };
         p->kernel = first_existing("SILO_VM_KERNEL", kernels);
         p->initrd = first_existing("SILO_VM_INITRD", initrds);
+        p->extra_cmdline = getenv("SILO_VM_APPEND");
+        if (p->extra_cmdline && strlen(p->extra_cmdline) > 512)
+                return silo_error_msg(err, E2BIG, "SILO_VM_APPEND: longer than 512 bytes");
+        r = params_from_annotations(spec->annotations, p, err);
+        if (r < 0)
+                return r;
         if (!p->kernel)
                 return silo_error_msg(err, ENOENT, "VM isolation: no guest kernel (install linux-image-cloud-amd64 "
                                       "or set SILO_VM_KERNEL)");
@@ -146,7 +203,7 @@ int silo_vm_params_get(const struct silo_spec *spec, struct silo_vm_params *p, s
                 p->cpus = (unsigned) (n < 1 ? 1 : n > cap ? cap : n);
         }
         long v = 0;
-        int r = env_int("SILO_VM_BOOT_TIMEOUT_MS", 1, 600000, &v, err);
+        r = env_int("SILO_VM_BOOT_TIMEOUT_MS", 1, 600000, &v, err);
         if (r < 0)
                 return r;
         p->boot_timeout_ms = r ? (int) v : DEFAULT_BOOT_TIMEOUT_MS;
@@ -156,9 +213,12 @@ int silo_vm_params_get(const struct silo_spec *spec, struct silo_vm_params *p, s
         if (r)
                 p->mem_mb = (unsigned) v;
         p->debug = getenv("SILO_VM_DEBUG") && !strcmp(getenv("SILO_VM_DEBUG"), "1");
-        p->extra_cmdline = getenv("SILO_VM_APPEND");
-        if (p->extra_cmdline && strlen(p->extra_cmdline) > 512)
-                return silo_error_msg(err, E2BIG, "SILO_VM_APPEND: longer than 512 bytes");
+        long mem = 0, cpus = 0;
+        if (annotation_int(spec->annotations, SILO_VM_MEMORY_ANNOTATION, SILO_VM_MIN_MEM_MB, SILO_VM_MAX_MEM_MB,
+                           &mem, NULL) > 0)
+                p->mem_mb = (unsigned) mem;
+        if (annotation_int(spec->annotations, SILO_VM_CPUS_ANNOTATION, 1, SILO_VM_MAX_CPUS, &cpus, NULL) > 0)
+                p->cpus = (unsigned) cpus;
         return 0;
 }
 
@@ -177,6 +237,30 @@ int silo_vm_container_run(const struct silo_runtime *rt, const char *id, const s
                           bool detach, int *ret_status, silo_error *err)
 {
         *ret_status = 0;
+        if (!detach) {
+                _cleanup_json_ json_t *config = NULL;
+                char path[PATH_MAX];
+                snprintf(path, sizeof(path), "%s/config.json", opts->bundle ? opts->bundle : ".");
+                if (silo_json_load_file_at(AT_FDCWD, path, SILO_CONFIG_MAX_BYTES, &config, NULL) == 0 &&
+                    silo_vm_hosted(json_object_get(config, "annotations")))
+                        return silo_error_msg(err, EOPNOTSUPP, "run: a container hosted in a utility VM runs "
+                                              "detached (its VM's shim holds its exit code): use --detach or "
+                                              "create and start");
+        }
+        if (detach) {
+                bool handled = false;
+                int r = silo_vm_container_dispatch_create(rt, id, opts, &handled, err);
+                if (r == 0 && handled) {
+                        r = silo_container_start(rt, id, err);
+                        if (r < 0) {
+                                silo_error keep = *err;
+                                silo_container_delete(rt, id, true, NULL);
+                                *err = keep;
+                        }
+                }
+                if (r < 0 || handled)
+                        return r;
+        }
         /* Blocked from before the shim exists: a signal at any point is
          * forwarded to the container rather than killing us. */
         sigset_t fwd, old;

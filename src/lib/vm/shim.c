@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -33,6 +35,9 @@
 #define API_MSG_MAX (256 * 1024)
 #define MAX_CLIENTS 16
 #define MAX_PROCS 32
+#define MAX_HOSTED 16
+#define MAX_API_FDS (3 + SILO_VM_MAX_DISKS + 1)
+#define UPLOAD_STALL_MS 10000
 
 struct shim_proc {
         uint32_t pid;                   /* the guest's ProcessId; 0: free slot */
@@ -40,9 +45,22 @@ struct shim_proc {
         int out_fd, err_fd;             /* where its output goes, -1 */
         int client;                     /* the API connection waiting for its exit, -1 */
         bool tty, out_done, err_done, exited;
+        bool held;                      /* a container's init: its stdin flows once started */
         int exit_code;
         int64_t exit_ms;
         struct winsize ws;
+};
+
+/* A container hosted in a utility VM.  Its host-side pid is a stand-in:
+ * a child of ours that exits with the container's exit code (or 255 when
+ * we die), so that create/state/wait/delete treat it like any container. */
+struct hosted {
+        char id[128];                   /* "" for a free slot */
+        uint32_t init_pid;              /* the guest's ProcessId of its owner */
+        pid_t standin;
+        int standin_fd;                 /* write the exit code, then close */
+        char layers[SILO_VM_MAX_DISKS + 1][SILO_VM_LAYER_NAME_MAX + 1];
+        unsigned n_layers;
 };
 
 struct shim {
@@ -52,8 +70,9 @@ struct shim {
         int listen_fd;
         int clients[MAX_CLIENTS];
         struct shim_proc procs[MAX_PROCS];
+        struct hosted hosted[MAX_HOSTED];
         uint32_t init_pid;
-        bool started, stopping;
+        bool started, stopping, graceful;
         int64_t next_winsize_ms;
         uint8_t in_buf[SILO_VM_STDIO_HEADER + SILO_VM_STDIO_CHUNK];
         size_t in_len;
@@ -253,12 +272,12 @@ static int signal_process(struct shim *sh, uint32_t pid, int sig, silo_error *er
         return silo_vm_session_request(&sh->s, SILO_VM_OP_SIGNAL_PROCESS, req, REQUEST_TIMEOUT_MS, NULL, err);
 }
 
-/* Receives one API message with up to 3 fds. */
-static ssize_t api_recv(struct shim *sh, int fd, int fds[3], size_t *ret_nfds)
+/* Receives one API message with up to MAX_API_FDS fds. */
+static ssize_t api_recv(struct shim *sh, int fd, int fds[MAX_API_FDS], size_t *ret_nfds)
 {
         struct iovec iov = { sh->api_buf, sizeof(sh->api_buf) - 1 };
         union {
-                char buf[CMSG_SPACE(3 * sizeof(int))];
+                char buf[CMSG_SPACE(MAX_API_FDS * sizeof(int))];
                 struct cmsghdr align;
         } control;
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
@@ -274,7 +293,7 @@ static ssize_t api_recv(struct shim *sh, int fd, int fds[3], size_t *ret_nfds)
                 for (size_t i = 0; i < k; i++) {
                         int f;
                         memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                        if (*ret_nfds < 3)
+                        if (*ret_nfds < MAX_API_FDS)
                                 fds[(*ret_nfds)++] = f;
                         else
                                 close(f);
@@ -289,13 +308,14 @@ static ssize_t api_recv(struct shim *sh, int fd, int fds[3], size_t *ret_nfds)
         return n;
 }
 
-static int api_exec(struct shim *sh, int client, json_t *req, int fds[3], size_t nfds, silo_error *err)
+static int api_exec(struct shim *sh, int client, json_t *req, const char *cid, int *fds, size_t nfds,
+                    silo_error *err)
 {
         json_t *process = json_object_get(req, "Process");
         bool tty = json_is_true(json_object_get(process, "terminal"));
         if (!json_is_object(process) || nfds != (tty ? 1u : 3u))
                 return silo_error_msg(err, EINVAL, "exec: expected a process and %d fds", tty ? 1 : 3);
-        _cleanup_json_ json_t *body = json_pack("{sssO}", "ContainerId", sh->cfg->id, "Process", process);
+        _cleanup_json_ json_t *body = json_pack("{sssO}", "ContainerId", cid, "Process", process);
         _cleanup_json_ json_t *resp = NULL;
         if (!body)
                 return silo_error_set(err, ENOMEM, "exec");
@@ -327,11 +347,206 @@ static int api_exec(struct shim *sh, int client, json_t *req, int fds[3], size_t
         return 1;       /* the connection now belongs to the process */
 }
 
+static void close_all_but(const int *keep, size_t n)
+{
+        long max = sysconf(_SC_OPEN_MAX);
+        if (max < 0 || max > 65536)
+                max = 65536;
+        for (int fd = 3; fd < max; fd++) {
+                bool k = false;
+                for (size_t i = 0; i < n; i++)
+                        k |= keep[i] == fd;
+                if (!k)
+                        close(fd);
+        }
+}
+
+static struct hosted *find_hosted(struct shim *sh, const char *id)
+{
+        for (int i = 0; id && i < MAX_HOSTED; i++)
+                if (sh->hosted[i].id[0] && !strcmp(sh->hosted[i].id, id))
+                        return &sh->hosted[i];
+        return NULL;
+}
+
+/* Copies an image to "silo.data" once the guest said it takes it. */
+static int upload_layer(struct shim *sh, const char *name, int fd, silo_error *err)
+{
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < 1)
+                return silo_error_msg(err, EINVAL, "layer %s: expected a non-empty image file", name);
+        _cleanup_json_ json_t *body = json_pack("{ssss s{sssI}}", "ResourceType", "Layer", "RequestType", "Add",
+                                                "Settings", "Name", name, "Size", (json_int_t) st.st_size);
+        if (!body)
+                return silo_error_set(err, ENOMEM, "ModifySettings");
+        int r = silo_vm_session_request(&sh->s, SILO_VM_OP_MODIFY_SETTINGS, body, REQUEST_TIMEOUT_MS, NULL, err);
+        if (r < 0)
+                return r;
+        /* From here the guest reads exactly st_size bytes: anything short
+         * leaves the port out of step, so a failure ends the VM. */
+        off_t off = 0;
+        int64_t stall = now_ms() + UPLOAD_STALL_MS;
+        while (off < st.st_size) {
+                ssize_t n = sendfile(sh->vm.data_fd, fd, &off, (size_t) (st.st_size - off));
+                if (n > 0) {
+                        stall = now_ms() + UPLOAD_STALL_MS;
+                        continue;
+                }
+                if (n < 0 && (errno == EAGAIN || errno == EINTR) && now_ms() < stall) {
+                        struct pollfd p = { .fd = sh->vm.data_fd, .events = POLLOUT };
+                        poll(&p, 1, 100);
+                        continue;
+                }
+                return silo_error_set(err, n < 0 ? errno : EPIPE, "uploading layer %s to the guest", name);
+        }
+        return 0;
+}
+
+static void remove_layers(struct shim *sh, struct hosted *h)
+{
+        for (unsigned i = 0; i < h->n_layers; i++) {
+                _cleanup_json_ json_t *body = json_pack("{ssss s{ss}}", "ResourceType", "Layer", "RequestType",
+                                                        "Remove", "Settings", "Name", h->layers[i]);
+                if (body)
+                        silo_vm_session_request(&sh->s, SILO_VM_OP_MODIFY_SETTINGS, body, REQUEST_TIMEOUT_MS, NULL,
+                                                NULL);
+        }
+        h->n_layers = 0;
+}
+
+/* The stand-in: blocks every signal (what is meant for the container goes
+ * through vm.sock) and exits with the byte it reads, 255 on EOF. */
+static pid_t fork_standin(int *ret_fd, silo_error *err)
+{
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return silo_error_set(err, errno, "pipe");
+        pid_t pid = fork();
+        if (pid < 0) {
+                close(p[0]);
+                close(p[1]);
+                return silo_error_set(err, errno, "fork");
+        }
+        if (pid == 0) {
+                sigset_t all;
+                sigfillset(&all);
+                sigprocmask(SIG_SETMASK, &all, NULL);
+                close_all_but(&p[0], 1);
+                unsigned char code = 255;
+                ssize_t n;
+                do
+                        n = read(p[0], &code, 1);
+                while (n < 0 && errno == EINTR);
+                _exit(n == 1 ? code : 255);
+        }
+        close(p[0]);
+        *ret_fd = p[1];
+        return pid;
+}
+
+static void hosted_free(struct hosted *h, int exit_code)
+{
+        if (h->standin_fd >= 0) {
+                unsigned char c = (unsigned char) exit_code;
+                (void) !write(h->standin_fd, &c, 1);
+                silo_closep(&h->standin_fd);
+        }
+        if (h->standin > 0)
+                while (waitpid(h->standin, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        *h = (struct hosted) { .standin_fd = -1 };
+}
+
+/* {"Op": "create", "ContainerId", "Spec", "HostName", "RootfsLayer",
+ * "Layers": [names]} with the layers' image fds, then the init's stdio (3
+ * fds, or 1: a terminal).  Uploads the layers, creates the container in the
+ * guest, answers {"Pid": <stand-in>}. */
+static int api_create_hosted(struct shim *sh, int client, json_t *req, const char *cid, int *fds, size_t nfds,
+                             silo_error *err)
+{
+        json_t *spec = json_object_get(req, "Spec"), *layers = json_object_get(req, "Layers");
+        const char *rootfs = json_string_value(json_object_get(req, "RootfsLayer"));
+        bool tty = json_is_true(json_object_get(json_object_get(spec, "process"), "terminal"));
+        size_t n_layers = json_array_size(layers), n_stdio = tty ? 1 : 3;
+        if (!sh->cfg->utility)
+                return silo_error_msg(err, EINVAL, "this VM is not a utility VM: it hosts its own container only");
+        if (!cid || strlen(cid) >= sizeof(sh->hosted[0].id))
+                return silo_error_msg(err, EINVAL, "create: ContainerId missing or longer than %zu bytes",
+                                      sizeof(sh->hosted[0].id) - 1);
+        if (find_hosted(sh, cid))
+                return silo_error_msg(err, EEXIST, "container \"%s\" exists in this VM already", cid);
+        if (!json_is_object(spec) || !rootfs || !json_is_array(layers) || n_layers < 1 ||
+            n_layers > SILO_VM_MAX_DISKS + 1 || nfds != n_layers + n_stdio)
+                return silo_error_msg(err, EINVAL, "create: expected a Spec, a RootfsLayer, Layers and their fds");
+        struct hosted *h = NULL;
+        for (int i = 0; !h && i < MAX_HOSTED; i++)
+                if (!sh->hosted[i].id[0])
+                        h = &sh->hosted[i];
+        if (!h)
+                return silo_error_msg(err, EAGAIN, "this utility VM hosts %d containers already", MAX_HOSTED);
+        *h = (struct hosted) { .standin_fd = -1 };
+        int r = 0;
+        for (size_t i = 0; i < n_layers && r == 0; i++) {
+                const char *name = json_string_value(json_array_get(layers, i));
+                if (!name || strlen(name) > SILO_VM_LAYER_NAME_MAX) {
+                        r = silo_error_msg(err, EINVAL, "create: Layers[%zu]: expected a name", i);
+                        break;
+                }
+                r = upload_layer(sh, name, fds[i], err);
+                if (r == 0)
+                        snprintf(h->layers[h->n_layers++], sizeof(h->layers[0]), "%s", name);
+        }
+        _cleanup_json_ json_t *body = NULL, *resp = NULL;
+        if (r == 0) {
+                body = json_pack("{sssbsOsOss}", "ContainerId", cid, "Hosted", 1, "Spec", spec, "Process",
+                                 json_object_get(spec, "process"), "RootfsLayer", rootfs);
+                r = body ? silo_vm_session_request(&sh->s, SILO_VM_OP_CREATE, body, REQUEST_TIMEOUT_MS, &resp, err)
+                         : silo_error_set(err, ENOMEM, "Create");
+        }
+        json_t *jpid = json_object_get(resp, "ProcessId");
+        if (r == 0 && (!json_is_integer(jpid) || json_integer_value(jpid) < 1 ||
+                       json_integer_value(jpid) > INT32_MAX / 4 || find_proc(sh, (uint32_t) json_integer_value(jpid))))
+                r = silo_error_msg(err, EPROTO, "guest Create: ProcessId missing, out of range or in use");
+        struct shim_proc *p = r == 0 ? new_proc(sh, (uint32_t) json_integer_value(jpid)) : NULL;
+        if (r == 0 && !p)
+                r = silo_error_msg(err, EAGAIN, "too many processes in this VM");
+        if (r == 0 && (h->standin = fork_standin(&h->standin_fd, err)) < 0)
+                r = h->standin;
+        if (r < 0) {
+                silo_error keep = *err;
+                if (p)
+                        signal_process(sh, p->pid, SIGKILL, NULL);
+                remove_layers(sh, h);
+                *h = (struct hosted) { .standin_fd = -1 };
+                *err = keep;
+                return r;
+        }
+        snprintf(h->id, sizeof(h->id), "%s", cid);
+        h->init_pid = p->pid;
+        p->tty = tty;
+        p->held = true;
+        int *stdio = fds + n_layers;
+        p->in_fd = stdio[0];
+        p->out_fd = stdio[tty ? 0 : 1];
+        p->err_fd = stdio[tty ? 0 : 2];
+        for (size_t i = 0; i < n_stdio; i++) {
+                fcntl(stdio[i], F_SETFL, fcntl(stdio[i], F_GETFL) | O_NONBLOCK);
+                stdio[i] = -1;
+        }
+        if (tty && tty_size_changed(p))
+                resize(sh, p, NULL);
+        _cleanup_json_ json_t *reply = json_pack("{sisI}", "Result", 0, "Pid", (json_int_t) h->standin);
+        api_reply(client, reply);
+        return 2;       /* answered */
+}
+
 /* One request from a client; returns 1 if the client's connection was
- * handed over, 0 when done with it, < 0 when the VM is unusable. */
+ * handed over, 0 when done with it, < 0 when the VM is unusable.  A request
+ * naming a hosted container (ContainerId) acts on it; anything else on
+ * this VM's own container, or on a utility VM itself. */
 static int api_request(struct shim *sh, int client, silo_error *err)
 {
-        int fds[3] = { -1, -1, -1 };
+        int fds[MAX_API_FDS];
         size_t nfds = 0;
         ssize_t n = api_recv(sh, client, fds, &nfds);
         if (n == -EAGAIN)
@@ -343,35 +558,69 @@ static int api_request(struct shim *sh, int client, silo_error *err)
         json_error_t jerr;
         _cleanup_json_ json_t *req = json_loadb((const char *) sh->api_buf, (size_t) n, 0, &jerr);
         const char *op = json_string_value(json_object_get(req, "Op"));
+        const char *cid = json_string_value(json_object_get(req, "ContainerId"));
+        struct hosted *h = find_hosted(sh, cid);
+        bool answered = false;
         if (!op) {
                 r = silo_error_msg(&e, EINVAL, "vm.sock: expected {\"Op\": ...}");
+        } else if (!strcmp(op, "create")) {
+                r = api_create_hosted(sh, client, req, cid, fds, nfds, &e);
+                answered = r == 2;
+        } else if (cid && !h && strcmp(cid, sh->cfg->id)) {
+                r = silo_error_msg(&e, ESRCH, "no container \"%.128s\" in this VM", cid);
         } else if (!strcmp(op, "start")) {
-                _cleanup_json_ json_t *body = json_pack("{ss}", "ContainerId", sh->cfg->id);
-                r = sh->started ? silo_error_msg(&e, EINVAL, "already started")
-                    : silo_vm_session_request(&sh->s, SILO_VM_OP_START, body, REQUEST_TIMEOUT_MS, NULL, &e);
-                if (r == 0)
-                        sh->started = true;
+                if (h) {
+                        struct shim_proc *p = find_proc(sh, h->init_pid);
+                        _cleanup_json_ json_t *body = json_pack("{ss}", "ContainerId", h->id);
+                        r = !p || !p->held ? silo_error_msg(&e, EINVAL, "already started")
+                            : silo_vm_session_request(&sh->s, SILO_VM_OP_START, body, REQUEST_TIMEOUT_MS, NULL, &e);
+                        if (r == 0)
+                                p->held = false;
+                } else if (sh->cfg->utility) {
+                        r = sh->started ? silo_error_msg(&e, EINVAL, "already started") : 0;
+                        sh->started = true;     /* the VM runs since create */
+                } else {
+                        _cleanup_json_ json_t *body = json_pack("{ss}", "ContainerId", sh->cfg->id);
+                        r = sh->started ? silo_error_msg(&e, EINVAL, "already started")
+                            : silo_vm_session_request(&sh->s, SILO_VM_OP_START, body, REQUEST_TIMEOUT_MS, NULL, &e);
+                        if (r == 0)
+                                sh->started = true;
+                }
         } else if (!strcmp(op, "signal")) {
                 json_t *sig = json_object_get(req, "Signal"), *pid = json_object_get(req, "ProcessId");
                 if (!json_is_integer(sig) || json_integer_value(sig) < 1 || json_integer_value(sig) > 64)
-                        r = silo_error_msg(&e, EINVAL, "Signal: expected 1..64");
+                        r = silo_error_msg(&e, EINVAL, "signal: expected a signal number");
+                else if (!h && !json_is_integer(pid) && sh->cfg->utility)
+                        sh->stopping = sh->graceful = true;     /* a utility VM: any signal shuts it down */
                 else
-                        r = signal_process(sh, json_is_integer(pid) ? (uint32_t) json_integer_value(pid) : sh->init_pid,
+                        r = signal_process(sh, json_is_integer(pid) ? (uint32_t) json_integer_value(pid)
+                                               : h ? h->init_pid : sh->init_pid,
                                            (int) json_integer_value(sig), &e);
         } else if (!strcmp(op, "exec")) {
-                r = sh->started ? api_exec(sh, client, req, fds, nfds, &e)
-                                : silo_error_msg(&e, EINVAL, "the container is not started");
+                struct shim_proc *init = h ? find_proc(sh, h->init_pid) : NULL;
+                bool started = h ? init && !init->held : sh->started && !sh->cfg->utility;
+                r = started ? api_exec(sh, client, req, h ? h->id : sh->cfg->id, fds, nfds, &e)
+                            : silo_error_msg(&e, EINVAL, sh->cfg->utility && !h ? "a utility VM runs containers, "
+                                             "not processes of its own" : "the container is not started");
                 if (r == 1)
                         return 1;
         } else if (!strcmp(op, "stats")) {
-                _cleanup_json_ json_t *body = json_object(), *resp = NULL;
+                _cleanup_json_ json_t *body = h ? json_pack("{ss}", "ContainerId", h->id) : json_object(), *resp = NULL;
                 r = silo_vm_session_request(&sh->s, SILO_VM_OP_GET_PROPERTIES, body, REQUEST_TIMEOUT_MS, &resp, &e);
                 if (r == 0) {
                         json_object_set_new(resp, "Result", json_integer(0));
                         api_reply(client, resp);
+                        answered = true;
                 }
         } else if (!strcmp(op, "shutdown")) {
-                sh->stopping = true;
+                if (h) {
+                        /* The guest stops it; its exit ends the stand-in. */
+                        _cleanup_json_ json_t *body = json_pack("{ss}", "ContainerId", h->id);
+                        r = silo_vm_session_request(&sh->s, SILO_VM_OP_SHUTDOWN_FORCED, body, REQUEST_TIMEOUT_MS,
+                                                    NULL, &e);
+                } else {
+                        sh->stopping = true;
+                }
         } else {
                 r = silo_error_msg(&e, EINVAL, "vm.sock: unknown Op \"%.64s\"", op);
         }
@@ -379,12 +628,12 @@ static int api_request(struct shim *sh, int client, silo_error *err)
                 silo_closep(&fds[i]);
         if (r < 0)
                 api_error(client, &e);
-        else if (strcmp(op, "stats")) {
+        else if (!answered) {
                 _cleanup_json_ json_t *ok = json_pack("{si}", "Result", 0);
                 api_reply(client, ok);
         }
         /* A broken channel ends the VM; the guest refusing is the client's problem. */
-        if (r < 0 && r != -EIO && r != -EINVAL && r != -EAGAIN) {
+        if (r < 0 && r != -EIO && r != -EINVAL && r != -EAGAIN && r != -ESRCH && r != -EEXIST) {
                 *err = e;
                 return r;
         }
@@ -408,7 +657,7 @@ static void rebuild_extra(struct shim *sh)
         for (int i = 0; i < MAX_PROCS && n < SILO_VM_SESSION_EXTRA_MAX; i++) {
                 struct shim_proc *p = &sh->procs[i];
                 /* The init's stdin only flows once it runs. */
-                if (!p->pid || p->in_fd < 0 || p->exited || (p->pid == sh->init_pid && !sh->started))
+                if (!p->pid || p->in_fd < 0 || p->exited || p->held || (p->pid == sh->init_pid && !sh->started))
                         continue;
                 sh->extra[n] = (struct pollfd) { .fd = p->in_fd, .events = POLLIN };
                 sh->extra_kind[n] = X_PROC_IN;
@@ -497,6 +746,15 @@ static void collect_exits(struct shim *sh)
                 _cleanup_json_ json_t *j = json_pack("{sisi}", "Result", 0, "ExitCode", p->exit_code);
                 if (p->client >= 0)
                         api_reply(p->client, j);
+                /* A hosted container's init: the container is gone in the
+                 * guest, so are its layers; its stand-in reports the exit. */
+                for (int k = 0; k < MAX_HOSTED; k++) {
+                        struct hosted *h = &sh->hosted[k];
+                        if (!h->id[0] || h->init_pid != p->pid)
+                                continue;
+                        remove_layers(sh, h);
+                        hosted_free(h, p->exit_code);
+                }
                 proc_free(p);
         }
 }
@@ -510,20 +768,6 @@ static void check_winsizes(struct shim *sh, silo_error *err)
                 struct shim_proc *p = &sh->procs[i];
                 if (p->pid && !p->exited && tty_size_changed(p))
                         resize(sh, p, err);
-        }
-}
-
-static void close_all_but(const int *keep, size_t n)
-{
-        long max = sysconf(_SC_OPEN_MAX);
-        if (max < 0 || max > 65536)
-                max = 65536;
-        for (int fd = 3; fd < max; fd++) {
-                bool k = false;
-                for (size_t i = 0; i < n; i++)
-                        k |= keep[i] == fd;
-                if (!k)
-                        close(fd);
         }
 }
 
@@ -563,6 +807,8 @@ static int boot(struct shim *sh, silo_error *err)
                 return silo_error_prefix(err, "VM boot (%s)", silo_vm_accel_to_string(cfg->vm.accel));
         }
         silo_closep(&cfg->vm.rootfs_fd);
+        if (cfg->utility)
+                return 0;       /* containers come later, through vm.sock */
         _cleanup_json_ json_t *resp = NULL;
         int r = silo_vm_session_request(&sh->s, SILO_VM_OP_CREATE, cfg->create_body, REQUEST_TIMEOUT_MS, &resp, err);
         if (r < 0)
@@ -586,6 +832,11 @@ static void forward_pending_signals(struct shim *sh, silo_error *err)
 {
         uint64_t pending = sh->s.pending_signals;
         sh->s.pending_signals = 0;
+        /* A utility VM has no process of its own: a signal shuts it down. */
+        if (sh->cfg->utility) {
+                sh->stopping = sh->graceful = pending != 0;
+                return;
+        }
         for (int sig = 1; sig <= 64; sig++)
                 if (pending & (1ull << (sig - 1)))
                         signal_process(sh, sh->init_pid, sig, err);
@@ -646,7 +897,7 @@ __attribute__((noreturn)) void silo_vm_shim_main(struct silo_vm_shim_config *cfg
                 collect_exits(sh);
                 check_winsizes(sh, NULL);
                 if (sh->stopping) {
-                        code = 128 + SIGKILL;
+                        code = sh->cfg->utility && sh->graceful ? 0 : 128 + SIGKILL;
                         break;
                 }
         }
@@ -659,11 +910,12 @@ __attribute__((noreturn)) void silo_vm_shim_main(struct silo_vm_shim_config *cfg
                         if (silo_vm_session_pump(&sh->s, 50, NULL) < 0)
                                 break;
                 }
-                _cleanup_json_ json_t *stop = json_pack("{ss}", "ContainerId", cfg->id);
+                _cleanup_json_ json_t *stop = cfg->utility ? json_object() : json_pack("{ss}", "ContainerId", cfg->id);
                 sh->s.n_extra = 0;
                 if (stop)
-                        silo_vm_session_request(&sh->s, SILO_VM_OP_SHUTDOWN_FORCED, stop, SHUTDOWN_TIMEOUT_MS, NULL,
-                                                NULL);
+                        silo_vm_session_request(&sh->s, sh->graceful ? SILO_VM_OP_SHUTDOWN_GRACEFUL
+                                                                     : SILO_VM_OP_SHUTDOWN_FORCED,
+                                                stop, SHUTDOWN_TIMEOUT_MS, NULL, NULL);
                 silo_vm_stop(&sh->vm, SHUTDOWN_TIMEOUT_MS);
                 /* Only a guest that powered off cleanly flushed its disks. */
                 if (cfg->mappings && silo_vm_mappings_copy_back(cfg->mappings, &e) < 0)

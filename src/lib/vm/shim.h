@@ -14,7 +14,8 @@ struct silo_vm_shim_config {
         const char *id;
         struct silo_vm_config vm;
         struct silo_vm_params params;
-        json_t *create_body;            /* the Create request */
+        json_t *create_body;            /* the Create request; NULL for a utility VM */
+        bool utility;                   /* a utility VM: hosts containers created later through vm.sock */
         struct silo_vm_mappings *mappings;
         int listen_fd;                  /* vm.sock */
         int ready_fd;                   /* gets "O" once created, or "E<message>" */

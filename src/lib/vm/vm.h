@@ -29,6 +29,15 @@ enum silo_vm_accel {
 };
 
 #define SILO_VM_ANNOTATION "io.silo.isolation"
+/* A utility VM: boots with no container; containers join it later. */
+#define SILO_VM_UTILITY_ANNOTATION "io.silo.vm.utility"
+/* A container hosted in a running utility VM: that VM's container id. */
+#define SILO_VM_HOST_ANNOTATION "io.silo.vm.host"
+#define SILO_VM_KERNEL_ANNOTATION "io.silo.vm.kernel"
+#define SILO_VM_INITRD_ANNOTATION "io.silo.vm.initrd"
+#define SILO_VM_CMDLINE_ANNOTATION "io.silo.vm.kernel-cmdline"
+#define SILO_VM_MEMORY_ANNOTATION "io.silo.vm.memory-mb"
+#define SILO_VM_CPUS_ANNOTATION "io.silo.vm.cpus"
 #define SILO_VM_DEFAULT_MEM_MB 256
 #define SILO_VM_MIN_MEM_MB 64
 #define SILO_VM_MAX_MEM_MB (64 * 1024)
@@ -77,10 +86,12 @@ struct silo_vm {
         int stdout_fd;
         int stderr_fd;
         int stdio_fd;                   /* the multiplexed "silo.stdio" port, non-blocking */
+        int data_fd;                    /* "silo.data": layer uploads to a utility VM, non-blocking */
         enum silo_vm_accel accel;
 };
 
-#define SILO_VM_INIT { .pid = 0, .pidfd = -1, .control_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .stdio_fd = -1 }
+#define SILO_VM_INIT { .pid = 0, .pidfd = -1, .control_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .stdio_fd = -1, \
+                       .data_fd = -1 }
 
 int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_error *err);
 /* Kills QEMU if still running, reaps it, closes everything; idempotent. */
@@ -169,8 +180,12 @@ int silo_vm_run_tool(char *const argv[], int keep_fd, silo_error *err);
 int silo_vm_tempdir(char ret[PATH_MAX], silo_error *err);
 
 /* Mapped directories (mapped.c): each bind mount becomes a disk image. */
+#define SILO_VM_LAYERS_DIR "/run/layers"   /* where a utility VM mounts uploaded layers */
+#define SILO_VM_LAYER_NAME_MAX 128
+
 struct silo_vm_mapping {
         char host_path[PATH_MAX];
+        char layer[SILO_VM_LAYER_NAME_MAX + 1]; /* hosted: the layer it is uploaded as */
         char file_name[NAME_MAX + 1];   /* a file bind: its name inside the image */
         bool readonly, is_file;
         int fd;                         /* the image, already unlinked */
@@ -183,8 +198,10 @@ struct silo_vm_mappings {
 
 /* Rewrites config (the guest's copy) so each bind mount's source is its
  * disk inside the guest; *ret_mapped is the Create request's
- * MappedDirectories.  Binds of sockets or devices are dropped with a warning. */
-int silo_vm_map_binds(const struct silo_runtime *rt, json_t *config, const char *bundle,
+ * MappedDirectories.  Binds of sockets or devices are dropped with a warning.
+ * With layer_prefix (a container hosted in a utility VM), each becomes an
+ * uploaded layer "<prefix>.mapN" instead, and writable binds are refused. */
+int silo_vm_map_binds(const struct silo_runtime *rt, json_t *config, const char *bundle, const char *layer_prefix,
                       struct silo_vm_mappings *ret, json_t **ret_mapped, silo_error *err);
 void silo_vm_mappings_done(struct silo_vm_mappings *m);
 /* After the VM stopped: copies each read-write image back into its source
@@ -215,6 +232,10 @@ int silo_vm_container_kill(int statefd, const struct silo_state *st, int sig, bo
 void silo_vm_container_before_delete(int statefd, const struct silo_state *st);
 /* GetProperties from the guest: MemTotalKiB, MemAvailableKiB, ContainerMemoryBytes, ContainerPids. */
 int silo_vm_container_stats(int statefd, const struct silo_state *st, json_t **ret, silo_error *err);
+/* A container hosted in a utility VM (annotation io.silo.vm.host): no host
+ * cgroup of its own; its figures all come from the guest. */
+bool silo_vm_hosted(json_t *annotations);
+int silo_vm_hosted_stats(int statefd, const struct silo_state *st, json_t **ret, silo_error *err);
 /* Into `stats` (runc events --stats data of the host cgroup, i.e. QEMU's):
  * memory.usage.usage and pids.current of the container inside the guest,
  * and "vm": {guest, hostMemoryBytes}. */
