@@ -371,7 +371,7 @@ def bad_documents(c):
         ({"Owner": "x"}, "Container: missing"),
         ({"Owner": 5, "Container": good["Container"]}, "Owner: expected a string"),
         ({"SchemaVersion": {"Major": 1}, "Container": good["Container"]}, "SchemaVersion.Major: 1"),
-        ({"VirtualMachine": {}}, "VirtualMachine: VM isolation is not available"),
+        ({"VirtualMachine": {"Chipset": {"Uefi": {}}}}, "only LinuxKernelDirect boots are supported"),
         ({"Container": good["Container"], "VirtualMachine": {}}, "mutually exclusive"),
         (with_(Memory={"SizeInMB": "lots"}), "Container.Memory.SizeInMB: expected an integer, got string"),
         (with_(Memory={"SizeInMB": 1}), "Container.Memory.SizeInMB: 1 MB is out of range"),

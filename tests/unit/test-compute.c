@@ -200,6 +200,35 @@ static void test_embedded_oci(void **state)
         compute_storage_done(&st);
 }
 
+/* A VirtualMachine document: a utility VM's config, its settings as annotations. */
+static void test_virtual_machine_document(void **state)
+{
+        (void) state;
+        struct compute_storage st = {};
+        _cleanup_json_ json_t *spec = spec_ok("{\"VirtualMachine\": {\"Chipset\": {\"LinuxKernelDirect\": "
+                                              "{\"KernelFilePath\": \"/k\", \"InitRdPath\": \"/i\", \"KernelCmdLine\": \"quiet\"}}, "
+                                              "\"ComputeTopology\": {\"Memory\": {\"SizeInMB\": 512}, \"Processor\": {\"Count\": 2}}}}",
+                                              &st);
+        json_t *ann = json_object_get(spec, "annotations");
+        assert_string_equal(json_string_value(json_object_get(ann, "io.silo.isolation")), "vm");
+        assert_string_equal(json_string_value(json_object_get(ann, "io.silo.vm.utility")), "true");
+        assert_string_equal(json_string_value(json_object_get(ann, "io.silo.vm.kernel")), "/k");
+        assert_string_equal(json_string_value(json_object_get(ann, "io.silo.vm.initrd")), "/i");
+        assert_string_equal(json_string_value(json_object_get(ann, "io.silo.vm.kernel-cmdline")), "quiet");
+        assert_string_equal(json_string_value(json_object_get(ann, "io.silo.vm.memory-mb")), "512");
+        assert_string_equal(json_string_value(json_object_get(ann, "io.silo.vm.cpus")), "2");
+        assert_null(json_object_get(spec, "process"));
+        assert_null(json_object_get(spec, "root"));
+        assert_null(st.path);
+        /* A hosted container: the annotations that send it into its VM. */
+        _cleanup_json_ json_t *hosted = spec_ok("{\"HostingSystemId\": \"uvm1\", \"Container\": {\"Storage\": {\"Path\": \"/s\"}}}",
+                                                &st);
+        ann = json_object_get(hosted, "annotations");
+        assert_string_equal(json_string_value(json_object_get(ann, "io.silo.isolation")), "vm");
+        assert_string_equal(json_string_value(json_object_get(ann, "io.silo.vm.host")), "uvm1");
+        compute_storage_done(&st);
+}
+
 static void test_bad_documents(void **state)
 {
         (void) state;
@@ -211,8 +240,22 @@ static void test_bad_documents(void **state)
                   "SchemaVersion.Major: 1 is not supported (only 2)" },
                 { "{\"SchemaVersion\": {\"Minor\": 1}, \"Container\": {}}", EINVAL, "SchemaVersion.Major: required field is missing" },
                 { "{\"Container\": {}, \"VirtualMachine\": {}}", EINVAL, "Container and VirtualMachine are mutually exclusive" },
-                { "{\"VirtualMachine\": {}}", ENOTSUP, "VirtualMachine: VM isolation is not available yet" },
-                { "{\"HostingSystemId\": \"uvm\", \"Container\": {}}", ENOTSUP, "HostingSystemId: VM isolation is not available yet" },
+                { "{\"VirtualMachine\": {}, \"HostingSystemId\": \"u\"}", EINVAL,
+                  "HostingSystemId: a VirtualMachine is not hosted in another" },
+                { "{\"VirtualMachine\": {\"Chipset\": {\"Uefi\": {}}}}", ENOTSUP,
+                  "VirtualMachine.Chipset: only LinuxKernelDirect boots are supported (no firmware, no UEFI)" },
+                { "{\"VirtualMachine\": {\"Chipset\": {\"LinuxKernelDirect\": {\"KernelFilePath\": \"vmlinux\"}}}}",
+                  EINVAL, "VirtualMachine.Chipset.LinuxKernelDirect.KernelFilePath: must be an absolute path" },
+                { "{\"VirtualMachine\": {\"Chipset\": {\"LinuxKernelDirect\": {\"InitRdPath\": 7}}}}", EINVAL,
+                  "VirtualMachine.Chipset.LinuxKernelDirect.InitRdPath: expected a string, got integer" },
+                { "{\"VirtualMachine\": {\"ComputeTopology\": {\"Memory\": {\"SizeInMB\": 32}}}}", EINVAL,
+                  "VirtualMachine.ComputeTopology.Memory.SizeInMB: expected 64 .. 65536" },
+                { "{\"VirtualMachine\": {\"ComputeTopology\": {\"Processor\": {\"Count\": 5}}}}", EINVAL,
+                  "VirtualMachine.ComputeTopology.Processor.Count: expected 1 .. 4 (the online processors)" },
+                { "{\"HostingSystemId\": \"a/b\", \"Container\": {}}", EINVAL,
+                  "HostingSystemId: invalid container ID \"a/b\": only [A-Za-z0-9_+.-] are allowed" },
+                { "{\"HostingSystemId\": \"uvm\", \"Container\": {\"Networking\": {}}}", ENOTSUP,
+                  "Container.Networking: a container in a utility VM (HostingSystemId) has the VM's loopback only" },
                 { "{\"Container\": []}", EINVAL, "Container: expected an object, got array" },
                 { "{\"Container\": {}}", EINVAL,
                   "Container.Storage: missing (and no absolute OciSpecification root.path to use instead)" },
@@ -437,6 +480,7 @@ int main(void)
                 cmocka_unit_test(test_embedded_oci),
                 cmocka_unit_test(test_store_image),
                 cmocka_unit_test(test_bad_documents),
+                cmocka_unit_test(test_virtual_machine_document),
                 cmocka_unit_test(test_processor_formulas),
                 cmocka_unit_test(test_command_line),
                 cmocka_unit_test(test_process_parameters),

@@ -354,6 +354,28 @@ static int store_rootfs_remove(silo_compute_system *sys, silo_error *err)
         return r == -ENOENT ? 0 : r;
 }
 
+/* HostingSystemId must name a running VirtualMachine compute system. */
+static int check_hosting_system(const struct silo_compute_context *ctx, const char *hosting_id, silo_error *err)
+{
+        _cleanup_(compute_system_closep) silo_compute_system *host = NULL;
+        _cleanup_json_ json_t *meta = NULL;
+        silo_error e = SILO_ERROR_INIT;
+        if (silo_compute_system_open(ctx, hosting_id, &host, &e) < 0 || compute_system_load(host, &meta, &e) < 0)
+                return silo_error_msg(err, ENOENT, "HostingSystemId: no compute system \"%s\"", hosting_id);
+        const char *type = json_string_value(json_object_get(meta, "SystemType"));
+        if (!type || strcmp(type, "VirtualMachine"))
+                return silo_error_msg(err, EINVAL, "HostingSystemId: \"%s\" is a %s, not a VirtualMachine", hosting_id,
+                                      type ? type : "system of unknown type");
+        enum compute_state st;
+        int r = compute_system_state(host, &st, NULL, err);
+        if (r < 0)
+                return r;
+        if (st != COMPUTE_STATE_RUNNING)
+                return silo_error_msg(err, EINVAL, "HostingSystemId: VirtualMachine \"%s\" is %s, not Running",
+                                      hosting_id, compute_state_name(st));
+        return 0;
+}
+
 int silo_compute_system_create(const struct silo_compute_context *ctx, const char *id, const char *document,
                                silo_compute_system **ret, silo_error *err)
 {
@@ -398,6 +420,9 @@ int silo_compute_system_create(const struct silo_compute_context *ctx, const cha
                 if (stat(*l, &stt) < 0 || !S_ISDIR(stt.st_mode))
                         return silo_error_set(err, errno ? errno : ENOTDIR, "Container.Storage.Layers: %s", *l);
 
+        const char *hosting_id = json_string_value(json_object_get(doc, "HostingSystemId"));
+        if (hosting_id && (r = check_hosting_system(ctx, hosting_id, err)) < 0)
+                return r;
         char systems[PATH_MAX];
         snprintf(systems, sizeof(systems), "%s/systems", sys->state_root);
         r = silo_mkdir_p_at(AT_FDCWD, systems, 0700, err);
@@ -830,8 +855,7 @@ int silo_compute_system_enumerate(const struct silo_compute_context *ctx, const 
         while (d && (de = readdir(d)) && seen++ < 100000) {
                 if (de->d_name[0] == '.' || silo_id_validate(de->d_name, NULL) < 0)
                         continue;
-                if (!query_match(ids, de->d_name) || !query_match(names, de->d_name) ||
-                    !query_match(types, "Container"))
+                if (!query_match(ids, de->d_name) || !query_match(names, de->d_name))
                         continue;
                 /* Not a handle (no handle lock): looking must not count as
                  * holding, nor end a ShouldTerminateOnLastHandleClosed system. */
@@ -839,7 +863,9 @@ int silo_compute_system_enumerate(const struct silo_compute_context *ctx, const 
                 _cleanup_json_ json_t *meta = NULL, *p = NULL;
                 if (!sys || compute_system_load(sys, &meta, NULL) < 0)
                         continue;
-                if (!query_match(owners, json_string_value(json_object_get(meta, "Owner"))))
+                const char *type = json_string_value(json_object_get(meta, "SystemType"));
+                if (!query_match(owners, json_string_value(json_object_get(meta, "Owner"))) ||
+                    !query_match(types, type ? type : "Container"))
                         continue;
                 if (compute_system_basic(sys, meta, &p, NULL) == 0)
                         json_array_append(out, p);
