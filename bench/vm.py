@@ -137,6 +137,44 @@ def one_run(runtime, d, env, idx):
     return t_first, total, rss, hwm, shim, t_exec
 
 
+def hosted_runs(runtime, d, env, n):
+    """A utility VM booted once, then n containers created in it (io.silo.vm.host): create+start to
+    the first byte of output, no boot in the path."""
+    st = os.path.join(d, "state")
+    u = os.path.join(d, "uvm")
+    os.makedirs(u, exist_ok=True)
+    with open(os.path.join(u, "config.json"), "w") as f:
+        json.dump({"ociVersion": "1.0.2", "linux": {"cgroupsPath": f"/{CGROUP_PARENT}/uvm-{time.monotonic_ns()}"},
+                   "annotations": {"io.silo.isolation": "vm", "io.silo.vm.utility": "true"}}, f)
+    subprocess.run([runtime, "--root", st, "create", "--bundle", u, "uvm"], env=env, check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([runtime, "--root", st, "start", "uvm"], env=env, check=True)
+    times = []
+    try:
+        for i in range(n):
+            make_bundle(d, ["/bin/sh", "-c", "echo first"])
+            with open(os.path.join(d, "config.json")) as f:
+                cfg = json.load(f)
+            cfg["annotations"]["io.silo.vm.host"] = "uvm"
+            with open(os.path.join(d, "config.json"), "w") as f:
+                json.dump(cfg, f)
+            t0 = time.monotonic()
+            p = subprocess.Popen([runtime, "--root", st, "create", "--bundle", d, f"hosted-{i}"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            if p.wait() != 0:
+                sys.exit("hosted create failed")
+            subprocess.run([runtime, "--root", st, "start", f"hosted-{i}"], env=env, check=True)
+            first = p.stdout.read(1)
+            times.append(time.monotonic() - t0)
+            if first != b"f":
+                sys.exit("hosted container: no output")
+            p.stdout.close()
+            subprocess.run([runtime, "--root", st, "delete", "--force", f"hosted-{i}"], env=env, check=True)
+    finally:
+        subprocess.run([runtime, "--root", st, "delete", "--force", "uvm"], env=env, check=False)
+    return times
+
+
 def phases(runtime, d, env):
     """Kernel printk timestamps of one debug run: when userspace (/init) starts."""
     make_bundle(d, ["/bin/true"])
@@ -181,6 +219,7 @@ def main():
         with tempfile.TemporaryDirectory(prefix="silo-vm-bench-") as d:
             res = [one_run(runtime, d, env, i) for i in range(a.iterations)]
             ph = phases(runtime, d, env)
+            hosted = hosted_runs(runtime, d, env, a.iterations)
     finally:
         for m in made:
             for sub in sorted(glob.glob(os.path.join(m, "*/")), reverse=True):
@@ -198,6 +237,7 @@ def main():
         "qemu_private_rss_mib": summary([r[3] / 1024 if r[3] else None for r in res]),
         "shim_rss_mib": summary([r[4] / 1024 if r[4] else None for r in res]),
         "exec_true_s": summary([r[5] for r in res]),
+        "hosted_first_output_s": summary(hosted),
         "initramfs_bytes": os.path.getsize(env["SILO_VM_INITRD"]),
         "guest_kernel_to_init_s": ph.get("kernel-to-init"),
     }
