@@ -29,7 +29,10 @@ static const struct { const char *target, *name; } dev_links[] = {
         { "pts/ptmx",        "ptmx" },
 };
 
-static int make_node(int rootfd, const struct silo_device *d, bool in_userns, silo_error *err)
+/* replace: what is at the path already is replaced unless it is the same
+ * device (our own /dev tmpfs, linux.devices); without it, anything there is
+ * left alone (the image's own /dev, as runc does). */
+static int make_node(int rootfd, const struct silo_device *d, bool in_userns, bool replace, silo_error *err)
 {
         mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
         mode_t perm = d->file_mode.set ? (d->file_mode.value & 07777) : 0666;
@@ -43,12 +46,16 @@ static int make_node(int rootfd, const struct silo_device *d, bool in_userns, si
         if (!*name || !strcmp(name, ".") || !strcmp(name, ".."))
                 return silo_error_msg(err, EINVAL, "linux.devices: invalid path %s", d->path);
         _cleanup_close_ int dir = silo_mkpath_in_root(rootfd, *parent ? parent : "/", false, err);
+        if (dir < 0 && !replace && (dir == -EROFS || dir == -EPERM || dir == -EACCES))
+                return 0;       /* the image's /dev, read-only: best effort, as runc */
         if (dir < 0)
                 return dir;
         /* The O_PATH fd of the directory works as a dirfd for *at() calls. */
 
         if (in_userns) {
                 /* No mknod in a user namespace: bind the host's node. */
+                if (!replace && faccessat(dir, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                        return 0;
                 int f = openat(dir, name, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
                 if (f < 0 && errno != EEXIST)
                         return silo_error_set(err, errno, "create %s", d->path);
@@ -68,6 +75,8 @@ static int make_node(int rootfd, const struct silo_device *d, bool in_userns, si
         }
 
         if (mknodat(dir, name, type | perm, dev) < 0) {
+                if (!replace && (errno == EEXIST || errno == EROFS || errno == EPERM || errno == EACCES))
+                        return 0;
                 if (errno != EEXIST)
                         return silo_error_set(err, errno, "mknod %s", d->path);
                 /* Something is there already: replace it only if it is not
@@ -90,42 +99,52 @@ owner:
         return 0;
 }
 
-static bool dev_is_tmpfs_we_mount(const struct silo_spec *spec)
+/* As runc: /dev gets the default devices and links unless it is a bind
+ * mount (a host /dev has its own).  Without any /dev mount they go into the
+ * rootfs's own /dev, as with runc, so a minimal config still has /dev/null;
+ * *ret_ours: /dev is a filesystem we mount (not the image's). */
+static bool dev_needs_setup(const struct silo_spec *spec, bool *ret_ours)
 {
+        *ret_ours = false;
         for (size_t i = 0; i < spec->n_mounts; i++) {
                 const struct silo_mount *m = &spec->mounts[i];
-                if (!strcmp(m->destination, "/dev") || !strcmp(m->destination, "/dev/"))
+                if (!strcmp(m->destination, "/dev") || !strcmp(m->destination, "/dev/")) {
+                        *ret_ours = !m->bind;
                         return !m->bind;
+                }
         }
-        return false;
+        return true;
 }
 
 int silo_devices_setup(int rootfd, const struct silo_spec *spec, bool in_userns, silo_error *err)
 {
         /* A bind-mounted host /dev already has its devices; add nothing to it. */
-        bool populate = dev_is_tmpfs_we_mount(spec);
+        bool ours;
+        bool populate = dev_needs_setup(spec, &ours);
 
         if (populate)
                 for (size_t i = 0; i < ARRAY_SIZE(default_devices); i++) {
-                        int r = make_node(rootfd, &default_devices[i], in_userns, err);
+                        int r = make_node(rootfd, &default_devices[i], in_userns, ours, err);
                         if (r < 0)
                                 return silo_error_prefix(err, "default devices");
                 }
         for (size_t i = 0; i < spec->n_devices; i++) {
-                int r = make_node(rootfd, &spec->devices[i], in_userns, err);
+                int r = make_node(rootfd, &spec->devices[i], in_userns, true, err);
                 if (r < 0)
                         return silo_error_prefix(err, "linux.devices[%zu]", i);
         }
         if (!populate)
                 return 0;
 
-        _cleanup_close_ int dev = silo_open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY, 0, err);
+        _cleanup_close_ int dev = silo_open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY, 0, ours ? err : NULL);
         if (dev < 0)
-                return dev;
+                return ours ? dev : 0;
         for (size_t i = 0; i < ARRAY_SIZE(dev_links); i++)
-                if (symlinkat(dev_links[i].target, dev, dev_links[i].name) < 0 && errno != EEXIST)
+                if (symlinkat(dev_links[i].target, dev, dev_links[i].name) < 0 && errno != EEXIST &&
+                    (ours || errno != EROFS))
                         return silo_error_set(err, errno, "symlink /dev/%s", dev_links[i].name);
-        if (access("/proc/kcore", F_OK) == 0 && symlinkat("/proc/kcore", dev, "core") < 0 && errno != EEXIST)
+        if (access("/proc/kcore", F_OK) == 0 && symlinkat("/proc/kcore", dev, "core") < 0 && errno != EEXIST &&
+            (ours || errno != EROFS))
                 return silo_error_set(err, errno, "symlink /dev/core");
         return 0;
 }
