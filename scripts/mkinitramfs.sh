@@ -30,8 +30,10 @@ fi
 [ -n "$kver" ] && [ -d "/lib/modules/$kver" ] || { echo "mkinitramfs.sh: no kernel modules for '$kver' (apt-get install linux-image-cloud-amd64)" >&2; exit 1; }
 
 # virtio transport (microvm: virtio-mmio), the control/stdio ports, the rootfs
-# disk and its filesystems.
-wanted="virtio_mmio virtio_console virtio_blk virtio_balloon loop erofs overlay"
+# disk and its filesystems (erofs on virtio-blk, or on a loop device for a
+# utility VM's uploaded layers), the container's NIC (virtio_net, with
+# failover and net_failover as its dependencies).
+wanted="virtio_mmio virtio_console virtio_blk virtio_balloon virtio_net loop erofs overlay"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -192,29 +192,29 @@ enum MHD_Result container_create(struct silod *d, struct MHD_Connection *c, stru
                 return reply_error(c, 400, "HostConfig.Isolation: invalid isolation \"%s\" (process, default, "
                                            "hyperv and vm are known)", isolation);
         if (vm) {
-                /* The utility VM has no network device yet: the container gets
-                 * loopback only.  Docker's implicit default becomes none; an
-                 * explicit network is an error rather than silently absent. */
+                /* The VM gets the container's network namespace as its NIC
+                 * (docs/VM.md, "Networking"): bridge and user networks,
+                 * published ports and none work as for a process container.
+                 * Sharing the host's stack or another container's namespace
+                 * cannot: the VM has its own kernel. */
                 const char *mode = json_string_value(json_object_get(b.host_config, "NetworkMode"));
-                if (mode && *mode && strcmp(mode, "default") != 0 && strcmp(mode, "bridge") != 0 &&
-                    strcmp(mode, "none") != 0)
+                if (mode && (strcmp(mode, "host") == 0 || strncmp(mode, "container:", 10) == 0))
                         return reply_error(c, 400, "HostConfig.NetworkMode: \"%s\" is not available with "
-                                                   "Isolation \"%s\": VM-isolated containers have loopback only "
-                                                   "(use --network none)", mode, isolation);
-                if (json_array_size(json_object_get(b.host_config, "PortBindings")) ||
-                    json_object_size(json_object_get(b.host_config, "PortBindings")))
-                        return reply_error(c, 400, "HostConfig.PortBindings: published ports are not available "
-                                                   "with Isolation \"%s\" (the VM has no network device)",
-                                           isolation);
-                bool implicit = !mode || strcmp(mode, "none") != 0;   /* read before it is replaced */
-                if (!json_is_object(b.host_config)) {
-                        b.host_config = json_object();
-                        json_object_set_new(body, "HostConfig", b.host_config);
-                }
-                json_object_set_new(b.host_config, "NetworkMode", json_string("none"));
-                if (implicit)
-                        json_array_append_new(warnings, json_string("VM-isolated containers have loopback only: "
-                                                                    "NetworkMode is none"));
+                                                   "Isolation \"%s\": a VM has its own network stack and cannot "
+                                                   "share %s", mode, isolation,
+                                           mode[0] == 'h' ? "the host's" : "another container's");
+        }
+        const char *net_mode = json_string_value(json_object_get(b.host_config, "NetworkMode"));
+        if (net_mode && strncmp(net_mode, "container:", 10) == 0) {
+                /* A VM container's pid is its shim's, in the host's namespace:
+                 * joining "its" namespace would mean joining the host's. */
+                struct ctr *other = ctr_lookup(d, net_mode + 10);
+                bool other_vm = other && ctr_vm_isolated(other);
+                if (other)
+                        ctr_unref(d, other);
+                if (other_vm)
+                        return reply_error(c, 400, "HostConfig.NetworkMode: \"%s\" is VM-isolated: its network "
+                                                   "is inside its VM and cannot be joined", net_mode);
         }
 
         char id[65];
@@ -441,7 +441,7 @@ int ctr_start(struct silod *d, struct ctr *ct, silo_error *err)
                 unlinkat(dirfd, SILO_ENGINE_STARTED, 0);
                 unlinkat(dirfd, SILO_ENGINE_PIDFILE, 0);
         }
-        if (r == 0 && !ctr_vm_isolated(ct))
+        if (r == 0)
                 r = networks_container_start(d, ct, err);
         pid_t pid = 0;
         if (r == 0)

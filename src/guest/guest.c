@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "layers.h"
+#include "net.h"
 #include "process/container.h"
 #include "process/sync.h"
 #include "vm/proto.h"
@@ -1193,7 +1194,11 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
                 *c = (struct ctr) { .spec = json_incref(spec), .hosted = hosted, .go_fd = -1, .status_fd = -1,
                                     .seq = ++a->ctr_seq };
                 snprintf(c->id, sizeof(c->id), "%s", id);
-                int r = create_container(a, c, b, errbuf, sizeof(errbuf));
+                /* The VM's NIC is the single container's network (a hosted
+                 * container has the VM's loopback only). */
+                int r = hosted ? 0 : guest_net_configure(json_object_get(b, "Networking"), errbuf, sizeof(errbuf));
+                if (r == 0)
+                        r = create_container(a, c, b, errbuf, sizeof(errbuf));
                 if (r < 0) {
                         bool why = r == -ENOENT && a->layer_error[0];
                         respond_error(a, m->type, m->id, -r, "%s%s%s%s", errbuf, why ? " (" : "",

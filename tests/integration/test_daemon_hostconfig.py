@@ -295,6 +295,6 @@ def test_bad_values_are_clear_errors(daemon, image):
     assert "HostConfig.NanoCpus" in create_error(daemon, {"NanoCpus": 500000000, "CpuPeriod": 100000})
     assert "HostConfig.Isolation" in create_error(daemon, {"Isolation": "bogus"})
     msg = create_error(daemon, {"Isolation": "vm", "NetworkMode": "host"})
-    assert "HostConfig.NetworkMode" in msg and "loopback only" in msg
+    assert "HostConfig.NetworkMode" in msg and "cannot share the host's" in msg
     # Nothing was created by any of them.
     assert daemon.docker("ps", "-aq").stdout.strip() == ""

@@ -513,6 +513,151 @@ def test_vm_mapped_directories(vm, tmp_path):
     assert sorted(os.listdir(ro)) == ["data"]
 
 
+# ---- the container's network namespace becomes the VM's NIC (docs/VM.md, "Networking") ----
+
+def host_links():
+    return sorted(line.split(":")[1].strip().split("@")[0]
+                  for line in subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                                             check=True).stdout.splitlines())
+
+
+@pytest.fixture
+def netns_pair():
+    """Two namespaces of the test's own joined by a veth: "ctr" (the container's, eth0 with
+    10.213.N.2/24, a default route, a fixed MAC and MTU 1400) and "peer" (10.213.N.1: it plays
+    the host side).  Every packet stays in them; both are deleted afterwards."""
+    tag = os.urandom(3).hex()
+    net = 100 + int(tag[:2], 16) % 100
+    ctr, peer = f"silo-vmc-{tag}", f"silo-vmp-{tag}"
+    before = host_links()
+    cmds = [["ip", "netns", "add", ctr], ["ip", "netns", "add", peer],
+            ["ip", "link", "add", f"svt{tag}a", "type", "veth", "peer", "name", f"svt{tag}b"],
+            ["ip", "link", "set", f"svt{tag}a", "netns", peer], ["ip", "link", "set", f"svt{tag}b", "netns", ctr],
+            ["ip", "-n", ctr, "link", "set", f"svt{tag}b", "name", "eth0"],
+            ["ip", "-n", ctr, "link", "set", "eth0", "address", "02:42:0a:d5:07:02", "mtu", "1400", "up"],
+            ["ip", "-n", ctr, "addr", "add", f"10.213.{net}.2/24", "dev", "eth0"],
+            ["ip", "-n", ctr, "link", "set", "lo", "up"],
+            ["ip", "-n", ctr, "route", "add", "default", "via", f"10.213.{net}.1"],
+            # Not an IPv4 interface: ignored (the first one with an address is the container's).
+            ["ip", "-n", ctr, "link", "add", "xtra0", "type", "veth", "peer", "name", "xtra1"],
+            ["ip", "-n", peer, "addr", "add", f"10.213.{net}.1/24", "dev", f"svt{tag}a"],
+            ["ip", "-n", peer, "link", "set", f"svt{tag}a", "mtu", "1400", "up"],
+            ["ip", "-n", peer, "link", "set", "lo", "up"]]
+
+    class Pair:
+        pass
+    pr = Pair()
+    pr.ctr, pr.peer, pr.ctr_ip, pr.peer_ip = ctr, peer, f"10.213.{net}.2", f"10.213.{net}.1"
+    pr.ctr_path = f"/run/netns/{ctr}"
+    try:
+        for c in cmds:
+            subprocess.run(c, check=True, timeout=10, capture_output=True)
+        assert host_links() == before       # everything went into the test's namespaces
+        yield pr
+    finally:
+        subprocess.run(["ip", "netns", "del", ctr], check=False, timeout=10)
+        subprocess.run(["ip", "netns", "del", peer], check=False, timeout=10)
+    assert host_links() == before, "links left in the host's namespace"
+
+
+def ns_links(ns):
+    out = subprocess.run(["ip", "-n", ns, "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines())
+
+
+def test_vm_network_namespace_becomes_the_vm_nic(vm, netns_pair):
+    pr = netns_pair
+    vm.config["linux"]["namespaces"].append({"type": "network", "path": pr.ctr_path})
+    vm.config["process"]["capabilities"] = {k: ["CAP_NET_RAW"] for k in ("bounding", "effective", "permitted")}
+    port = 18000 + os.getpid() % 1000
+    # The peer listens; the container connects to it, serves a page, and pings the peer.
+    listener = subprocess.Popen(["ip", "netns", "exec", pr.peer, "python3", "-c",
+                                 "import socket,sys; s=socket.create_server(('0.0.0.0', int(sys.argv[1]))); "
+                                 "c,a=s.accept(); print(a[0], c.recv(100).decode().strip(), flush=True)",
+                                 str(port)], stdout=subprocess.PIPE, text=True)
+    p = vm.popen("/bin/sh", "-c",
+                 "ip -o -4 addr show eth0; ip -o link show eth0; ip route; tail -n +3 /proc/net/dev | cut -d: -f1; "
+                 f"echo hello-from-vm | nc {pr.peer_ip} {port}; echo nc:$?; "
+                 f"ping -c 3 -i 0.2 {pr.peer_ip} | tail -1; "
+                 "mkdir -p /www; echo vm-page > /www/index.html; httpd -p 8080 -h /www; echo serving; "
+                 "trap 'exit 130' INT; sleep 30 & wait")
+    try:
+        lines = []
+        deadline = time.time() + BOOT_LIMIT
+        while "serving" not in lines:
+            assert time.time() < deadline and p.poll() is None, (lines, p.stderr.read() if p.poll() else "")
+            lines.append(p.stdout.readline().strip())
+        out = "\n".join(lines)
+        assert f"inet {pr.ctr_ip}/24" in out, out
+        assert "02:42:0a:d5:07:02" in out and "mtu 1400" in out, out          # the original MAC and MTU
+        assert f"default via {pr.peer_ip} dev eth0" in out, out
+        assert "eth0" in out.split() and "lo" in out.split(), out             # the VM's NIC, nothing else
+        assert "nc:0" in out, out
+        assert listener.communicate(timeout=20)[0].split() == [pr.ctr_ip, "hello-from-vm"]
+        assert "round-trip" in out, out
+        # From the peer to the VM container's server.
+        got = subprocess.run(["ip", "netns", "exec", pr.peer, "python3", "-c",
+                              "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1], timeout=10)"
+                              ".read().decode())", f"http://{pr.ctr_ip}:8080/index.html"],
+                             capture_output=True, text=True, timeout=30)
+        assert got.stdout.strip() == "vm-page", got.stderr
+        # The tap is QEMU's alone: neither silo-runtime nor the shim holds it.
+        qemus = qemus_under(p.pid)
+        assert len(qemus) == 1
+        def fd_target(pid, fd):
+            try:
+                return os.readlink(f"/proc/{pid}/fd/{fd}")
+            except FileNotFoundError:         # closed meanwhile
+                return ""
+        for pid in [p.pid] + children_of(p.pid):
+            tun = [fd for fd in os.listdir(f"/proc/{pid}/fd") if fd_target(pid, fd) == "/dev/net/tun"]
+            assert len(tun) == (1 if pid in qemus else 0), (pid, comm(pid), tun)
+        # Inside the namespace: the veth (with a new MAC, without the address) and the tap on a bridge.
+        assert ns_links(pr.ctr) == ["eth0", "lo", "silo-tap0", "silo-vmbr0", "xtra0", "xtra1"]
+        addrs = subprocess.run(["ip", "-n", pr.ctr, "-o", "-4", "addr"], capture_output=True, text=True).stdout
+        assert pr.ctr_ip not in addrs
+    finally:
+        p.send_signal(signal.SIGINT)      # forwarded to the guest's sh, whose sleep ends
+        p.communicate(timeout=30)
+        listener.kill()
+        listener.wait()
+    assert p.returncode == 128 + signal.SIGINT
+    # The tap went with QEMU; bridge and veth go with the namespace (the fixture checks the host).
+    assert ns_links(pr.ctr) == ["eth0", "lo", "silo-vmbr0", "xtra0", "xtra1"]
+    # The namespace was handed over once: a second VM on it is refused, before any boot.
+    vm.write(["/bin/true"])
+    r = subprocess.run(vm.argv("vmt2"), env=vm.env, capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    no_sanitizer_report(r.stderr)
+    assert r.returncode != 0 and "handed to a VM before" in r.stderr, r.stderr
+
+
+def test_vm_network_namespace_without_ipv4_means_loopback_only(vm, netns_pair):
+    pr = netns_pair
+    # Two interfaces but loopback, none with an IPv4 address: nothing to hand over.
+    subprocess.run(["ip", "-n", pr.ctr, "addr", "flush", "dev", "eth0"], check=True)
+    vm.config["linux"]["namespaces"].append({"type": "network", "path": pr.ctr_path})
+    r = vm.run("/bin/sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1; ip -o -4 addr")
+    no_sanitizer_report(r.stderr)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "lo" and "eth0" not in r.stdout, r.stdout
+    assert ns_links(pr.ctr) == ["eth0", "lo", "xtra0", "xtra1"]        # untouched
+
+
+def test_vm_network_path_refusals(vm, tmp_path):
+    # Not a namespace, and the host's own namespace: refused before anything boots.
+    (tmp_path / "plain").write_text("")
+    for path, msg in ((str(tmp_path / "plain"), "network path"), ("/proc/self/ns/net", "host's own network"),
+                      ("/proc/self/ns/uts", "not a network namespace"), ("/nonexistent/ns", "network path")):
+        vm.config["linux"]["namespaces"] = [n for n in vm.config["linux"]["namespaces"] if n["type"] != "network"]
+        vm.config["linux"]["namespaces"].append({"type": "network", "path": path})
+        before = host_links()
+        r = vm.run("/bin/true", timeout=30)
+        no_sanitizer_report(r.stderr)
+        assert r.returncode != 0 and msg in r.stderr, (path, r.stderr)
+        assert host_links() == before
+
+
 # ---- hostile guests: a fake QEMU speaking garbage on the control port ----
 
 FAKE_QEMU = r'''#!/usr/bin/python3

@@ -189,6 +189,7 @@ struct vm_create {
         silo_cgroup *cg;
         struct silo_vm_shim_config shim;
         struct silo_vm_mappings *mappings;
+        struct silo_vm_net net;         /* owns the tap fd; shim.vm.tap_fd borrows it */
         json_t *guest_config;
         pid_t pid;
 };
@@ -245,6 +246,49 @@ static int prepare(struct vm_create *c, const struct silo_create_options *opts, 
         return 0;
 }
 
+/* The network namespace the host would join by path: its interface goes
+ * to the VM (net.c), and the container shares the VM's only network stack,
+ * which is then the container's network: no network namespace in the
+ * guest.  Other namespaces joined by path, and a network namespace with
+ * nothing but loopback, become fresh ones in the guest. */
+static int take_network(struct vm_create *c, json_t **ret_networking, silo_error *err)
+{
+        json_t *nss = json_object_get(json_object_get(c->guest_config, "linux"), "namespaces");
+        ssize_t net_index = -1;
+        const char *net_path = NULL;
+        for (size_t i = 0; json_is_array(nss) && i < json_array_size(nss); i++) {
+                json_t *ns = json_array_get(nss, i);
+                const char *path = json_string_value(json_object_get(ns, "path"));
+                if (path && *path && !strcmp(json_string_value(json_object_get(ns, "type")) ?: "", "network")) {
+                        net_index = (ssize_t) i;
+                        net_path = path;
+                }
+        }
+        struct silo_vm_net *net = &c->net;
+        if (net_path) {
+                int r = silo_vm_net_prepare(net_path, net, err);
+                if (r < 0)
+                        return r;
+                silo_runtime_debug(c->rt, "%s: network %s: %s %s/%u gateway %s mac %s mtu %u", c->id, net_path,
+                                   net->tap_fd >= 0 ? net->ifname : "(loopback only)", net->address, net->prefix,
+                                   net->gateway, net->mac, net->mtu);
+        }
+        if (net->tap_fd >= 0) {
+                *ret_networking = silo_vm_net_to_json(net);
+                if (!*ret_networking)
+                        return silo_error_set(err, ENOMEM, "VM Networking");
+                json_array_remove(nss, (size_t) net_index);
+                c->shim.vm.tap_fd = net->tap_fd;
+                memcpy(c->shim.vm.mac, net->mac, sizeof(c->shim.vm.mac));
+                c->shim.vm.mtu = net->mtu;
+        }
+        for (size_t i = 0; json_is_array(nss) && i < json_array_size(nss); i++)
+                json_object_del(json_array_get(nss, i), "path");
+        return 0;
+}
+
+static int build_container(struct vm_create *c, const struct silo_create_options *opts, silo_error *err);
+
 /* Everything but the shim itself: images, Create request, terminal, socket. */
 static int build_shim_config(struct vm_create *c, const struct silo_create_options *opts, silo_error *err)
 {
@@ -255,26 +299,38 @@ static int build_shim_config(struct vm_create *c, const struct silo_create_optio
         s->vm = (struct silo_vm_config) {
                 .qemu = s->params.qemu, .kernel = s->params.kernel, .initrd = s->params.initrd, .rootfs_fd = -1,
                 .mem_mb = s->params.mem_mb, .cpus = s->params.cpus, .accel = s->params.accel,
-                .debug_console = s->params.debug, .extra_cmdline = s->params.extra_cmdline,
+                .debug_console = s->params.debug, .extra_cmdline = s->params.extra_cmdline, .tap_fd = -1,
         };
-        int r;
-        if (s->utility)
-                goto socket;
-        r = silo_vm_rootfs_image(c->rootfs, &s->vm.rootfs_fd, err);
+        /* A utility VM has no container of its own: only the socket. */
+        int r = s->utility ? 0 : build_container(c, opts, err);
+        if (r < 0)
+                return r;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" SILO_VM_SOCKET, c->statefd);
+        s->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ||
+            listen(s->listen_fd, 16) < 0)
+                return silo_error_set(err, errno, "VM shim socket");
+        return 0;
+}
+
+/* The container of a VM container's VM: images, Create request, terminal. */
+static int build_container(struct vm_create *c, const struct silo_create_options *opts, silo_error *err)
+{
+        struct silo_vm_shim_config *s = &c->shim;
+        int r = silo_vm_rootfs_image(c->rootfs, &s->vm.rootfs_fd, err);
         if (r < 0)
                 return r;
         c->guest_config = json_deep_copy(c->spec->json);
         c->mappings = calloc(1, sizeof(*c->mappings));
         if (!c->guest_config || !c->mappings)
                 return silo_error_set(err, ENOMEM, "VM config");
-        /* Namespaces the host joins by path mean nothing in the guest: the
-         * container gets fresh ones there (a network namespace with only
-         * loopback: the VM has no network device yet). */
-        json_t *nss = json_object_get(json_object_get(c->guest_config, "linux"), "namespaces");
-        for (size_t i = 0; json_is_array(nss) && i < json_array_size(nss); i++)
-                json_object_del(json_array_get(nss, i), "path");
         _cleanup_json_ json_t *mapped = NULL;
         r = silo_vm_map_binds(c->rt, c->guest_config, c->bundle, NULL, c->mappings, &mapped, err);
+        if (r < 0)
+                return r;
+        _cleanup_json_ json_t *networking = NULL;
+        r = take_network(c, &networking, err);
         if (r < 0)
                 return r;
         s->mappings = c->mappings;
@@ -285,20 +341,14 @@ static int build_shim_config(struct vm_create *c, const struct silo_create_optio
                                    json_object_get(c->guest_config, "process"), "Spec", c->guest_config,
                                    "MappedDirectories", mapped);
         if (!s->create_body || (c->spec->hostname &&
-                                json_object_set_new(s->create_body, "HostName", json_string(c->spec->hostname)) < 0))
+                                json_object_set_new(s->create_body, "HostName", json_string(c->spec->hostname)) < 0) ||
+            (networking && json_object_set(s->create_body, "Networking", networking) < 0))
                 return silo_error_set(err, ENOMEM, "VM Create request");
         if (c->spec->process.terminal) {
                 r = host_pty(opts->console_socket, json_object_get(c->spec->json, "process"), &s->tty_fd, err);
                 if (r < 0)
                         return r;
         }
-socket:;
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" SILO_VM_SOCKET, c->statefd);
-        s->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ||
-            listen(s->listen_fd, 16) < 0)
-                return silo_error_set(err, errno, "VM shim socket");
         return 0;
 }
 
@@ -309,6 +359,8 @@ static void create_done(struct vm_create *c)
         silo_closep(&s->ready_fd);
         silo_closep(&s->tty_fd);
         silo_closep(&s->vm.rootfs_fd);
+        silo_vm_net_done(&c->net);
+        s->vm.tap_fd = -1;
         if (c->mappings)
                 silo_vm_mappings_done(c->mappings);
         free(c->mappings);
@@ -352,7 +404,7 @@ int silo_vm_container_create_shim(const struct silo_runtime *rt, const char *id,
 {
         struct vm_create c = { .rt = rt, .id = id, .rootfd = -1, .statefd = -1 };
         c.shim.listen_fd = c.shim.ready_fd = c.shim.tty_fd = -1;
-        c.shim.vm.rootfs_fd = -1;
+        c.shim.vm.rootfs_fd = c.shim.vm.tap_fd = c.net.tap_fd = -1;
         int ready[2] = { -1, -1 };
         int r = prepare(&c, opts, err);
         if (r < 0)

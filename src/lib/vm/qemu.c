@@ -186,6 +186,14 @@ static int build_argv(const struct silo_vm_config *cfg, const int guest_fds[N_PO
                 arg(b, "-device");
                 arg(b, "virtio-blk-device,drive=map%u,serial=" SILO_VM_MAPPED_SERIAL "%u", i, i);
         }
+        /* The container's network: a tap in its namespace (net.c), the
+         * guest's NIC with the container's MAC and MTU. */
+        if (cfg->tap_fd >= 0) {
+                arg(b, "-netdev");
+                arg(b, "tap,id=net0,fd=%d", cfg->tap_fd);
+                arg(b, "-device");
+                arg(b, "virtio-net-device,netdev=net0,mac=%s,host_mtu=%u", cfg->mac, cfg->mtu);
+        }
         if (b->overflow)
                 return silo_error_msg(err, E2BIG, "qemu command line too long (kernel or initrd path)");
         return 0;
@@ -203,6 +211,9 @@ int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_e
                 return silo_error_msg(err, EINVAL, "VM: cpu count %u out of range", cfg->cpus);
         if (cfg->n_disks > SILO_VM_MAX_DISKS)
                 return silo_error_msg(err, E2BIG, "VM: more than %d mapped directories", SILO_VM_MAX_DISKS);
+        if (cfg->tap_fd >= 0 && (cfg->mtu < 68 || cfg->mtu > 65535 || strlen(cfg->mac) != 17 ||
+                                 strspn(cfg->mac, "0123456789abcdefABCDEF:") != 17))
+                return silo_error_msg(err, EINVAL, "VM: network MAC %s or MTU %u invalid", cfg->mac, cfg->mtu);
 
         int host_fds[N_PORTS], guest_fds[N_PORTS];
         for (int i = 0; i < N_PORTS; i++)
@@ -252,6 +263,8 @@ int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_e
                         fcntl(cfg->rootfs_fd, F_SETFD, 0);
                 for (unsigned i = 0; i < cfg->n_disks; i++)
                         fcntl(cfg->disks[i].fd, F_SETFD, 0);
+                if (cfg->tap_fd >= 0)
+                        fcntl(cfg->tap_fd, F_SETFD, 0);
                 int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
                 if (devnull >= 0) {
                         dup2(devnull, 0);

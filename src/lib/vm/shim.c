@@ -806,7 +806,9 @@ static int boot(struct shim *sh, silo_error *err)
                 }
                 return silo_error_prefix(err, "VM boot (%s)", silo_vm_accel_to_string(cfg->vm.accel));
         }
+        /* QEMU has them now; the tap must not outlive it in us. */
         silo_closep(&cfg->vm.rootfs_fd);
+        silo_closep(&cfg->vm.tap_fd);
         if (cfg->utility)
                 return 0;       /* containers come later, through vm.sock */
         _cleanup_json_ json_t *resp = NULL;
@@ -932,8 +934,9 @@ __attribute__((noreturn)) void silo_vm_shim_main(struct silo_vm_shim_config *cfg
 int silo_vm_shim_keep_fds(const struct silo_vm_shim_config *cfg, int *keep, size_t max)
 {
         size_t n = 0;
-        int want[4 + SILO_VM_MAX_DISKS] = { cfg->listen_fd, cfg->ready_fd, cfg->tty_fd, cfg->vm.rootfs_fd };
-        size_t k = 4;
+        int want[5 + SILO_VM_MAX_DISKS] = { cfg->listen_fd, cfg->ready_fd, cfg->tty_fd, cfg->vm.rootfs_fd,
+                                            cfg->vm.tap_fd };
+        size_t k = 5;
         for (unsigned i = 0; i < cfg->vm.n_disks; i++)
                 want[k++] = cfg->vm.disks[i].fd;
         for (size_t i = 0; i < k && n < max; i++)
@@ -944,7 +947,7 @@ int silo_vm_shim_keep_fds(const struct silo_vm_shim_config *cfg, int *keep, size
 
 void silo_vm_shim_close_others(const struct silo_vm_shim_config *cfg)
 {
-        int keep[4 + SILO_VM_MAX_DISKS];
+        int keep[5 + SILO_VM_MAX_DISKS];
         int n = silo_vm_shim_keep_fds(cfg, keep, sizeof(keep) / sizeof(keep[0]));
         close_all_but(keep, (size_t) n);
 }

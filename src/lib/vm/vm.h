@@ -9,6 +9,8 @@
 #pragma once
 
 #include <limits.h>
+#include <netinet/in.h>
+#include <net/if.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -77,6 +79,9 @@ struct silo_vm_config {
         enum silo_vm_accel accel;       /* resolved: KVM or TCG */
         bool debug_console;             /* guest console to our stderr instead of nowhere */
         const char *extra_cmdline;      /* appended to the kernel command line, may be NULL */
+        int tap_fd;                     /* the container's network (net.c), -1: no NIC */
+        char mac[18];                   /* the guest NIC's MAC, with tap_fd */
+        unsigned mtu;                   /* the guest NIC's MTU, with tap_fd */
 };
 
 struct silo_vm {
@@ -207,6 +212,29 @@ void silo_vm_mappings_done(struct silo_vm_mappings *m);
 /* After the VM stopped: copies each read-write image back into its source
  * (adds and overwrites; what the guest deleted stays on the host). */
 int silo_vm_mappings_copy_back(struct silo_vm_mappings *m, silo_error *err);
+
+/* The container's network namespace handed to the VM (net.c): its first
+ * interface with an IPv4 address is bridged, inside that namespace, to a
+ * tap device whose fd QEMU gets; the guest's NIC takes the interface's MAC,
+ * address, prefix, gateway and MTU. */
+struct silo_vm_net {
+        int tap_fd;                     /* -1: nothing to hand over (loopback only) */
+        char ifname[IFNAMSIZ];
+        char mac[18];
+        char address[INET_ADDRSTRLEN];
+        unsigned prefix;
+        char gateway[INET_ADDRSTRLEN];  /* "" without a default route */
+        unsigned mtu;
+};
+
+/* Inspects and rewires the network namespace at netns_path (in a forked
+ * child).  ret->tap_fd = -1 when it has no interface but loopback with an
+ * IPv4 address.  Refuses the caller's own namespace and a namespace handed
+ * to a VM before. */
+int silo_vm_net_prepare(const char *netns_path, struct silo_vm_net *ret, silo_error *err);
+void silo_vm_net_done(struct silo_vm_net *n);
+/* The Create request's Networking: {"Interfaces": [{Name, MacAddress, IPAddress, PrefixLength, Gateway, Mtu}]}. */
+json_t *silo_vm_net_to_json(const struct silo_vm_net *n);
 
 /* The lifecycle of a VM container (lifecycle.c, shim.c): libsilo's
  * silo_container_* functions dispatch here when the container's
