@@ -260,3 +260,48 @@ def test_silo_compute_through_silod(daemon, layer):
         assert p.returncode == 0, p.stderr
     p = run("start", "cli1")
     assert p.returncode == 1 and "cli1" in p.stderr
+
+
+def test_virtual_machine_hosting_a_container(daemon, layer):
+    """HCS's utility VM over HTTP: a VirtualMachine system, then a Container naming it by
+    HostingSystemId, whose processes run in the VM's kernel (docs/VM.md, "Utility VMs")."""
+    status, body, _ = daemon.api("POST", "/compute/systems?id=uvm1", body={
+        "SchemaVersion": {"Major": 2, "Minor": 1}, "Owner": "pytest",
+        "VirtualMachine": {"ComputeTopology": {"Memory": {"SizeInMB": 320}, "Processor": {"Count": 1}}}},
+        timeout=90)
+    assert status == 201, body
+    web = None
+    try:
+        status, body, _ = daemon.api("POST", "/compute/systems/uvm1/start")
+        assert status == 204, body
+        doc = document(daemon, layer, "hosted", Memory={"SizeInMB": 48})
+        doc["HostingSystemId"] = "uvm1"
+        status, body, _ = daemon.api("POST", "/compute/systems?id=hosted", body=doc, timeout=60)
+        assert status == 201, body
+        web = "hosted"
+        status, body, _ = daemon.api("POST", "/compute/systems/hosted/start")
+        assert status == 204, body
+        status, payload, headers = daemon.api("POST", "/compute/systems/hosted/processes", body={
+            "CommandLine": "sh -c 'uname -r; cat /sys/fs/cgroup/memory.max; exit 4'", "CreateStdOutPipe": True,
+            "CreateStdErrPipe": True}, timeout=30)
+        assert status == 200, payload
+        out, err = demux(payload)
+        kernel, limit = out.decode().split()
+        assert kernel != os.uname().release and limit == str(48 << 20), (out, err)
+        pid = int(headers["X-Silo-Process-Id"])
+        _, st, _ = daemon.api("POST", f"/compute/systems/hosted/processes/{pid}/wait?timeout=10000")
+        assert json.loads(st)["ExitCode"] == 4
+        _, body, _ = daemon.api("GET", "/compute/systems/hosted")
+        props = json.loads(body)
+        assert props["HostingSystemId"] == "uvm1" and props["State"] == "Running"
+        _, body, _ = daemon.api("GET", "/compute/systems/uvm1")
+        assert json.loads(body)["SystemType"] == "VirtualMachine"
+        # Ending the VM ends what it hosts.
+        status, body, _ = daemon.api("POST", "/compute/systems/uvm1/terminate", timeout=30)
+        assert status == 204, body
+        _, st, _ = daemon.api("POST", "/compute/systems/hosted/wait?timeout=10000")
+        assert json.loads(st)["Stopped"] is True
+    finally:
+        for sid in ([web] if web else []) + ["uvm1"]:
+            status, body, _ = daemon.api("DELETE", f"/compute/systems/{sid}?force=1", timeout=30)
+            assert status == 204, body
