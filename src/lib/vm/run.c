@@ -8,8 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +23,7 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "process/internal.h"
+#include "process/sync.h"
 #include "vm/vm.h"
 
 #define DEFAULT_BOOT_TIMEOUT_MS 60000
@@ -237,6 +242,7 @@ int silo_vm_container_run(const struct silo_runtime *rt, const char *id, const s
                           bool detach, int *ret_status, silo_error *err)
 {
         *ret_status = 0;
+        bool local_tty = false;
         if (!detach) {
                 _cleanup_json_ json_t *config = NULL;
                 char path[PATH_MAX];
@@ -246,6 +252,34 @@ int silo_vm_container_run(const struct silo_runtime *rt, const char *id, const s
                         return silo_error_msg(err, EOPNOTSUPP, "run: a container hosted in a utility VM runs "
                                               "detached (its VM's shim holds its exit code): use --detach or "
                                               "create and start");
+                local_tty = !opts->console_socket && config &&
+                            json_is_true(json_object_get(json_object_get(config, "process"), "terminal"));
+        }
+        /* A foreground run with a terminal and no console socket proxies the
+         * pty itself, as for a process container: the master comes to a
+         * socket of our own in a private directory. */
+        char tmpdir[PATH_MAX] = "", sock_path[PATH_MAX + 16] = "";
+        _cleanup_close_ int listener = -1, master = -1;
+        struct silo_create_options local_opts = *opts;
+        if (local_tty) {
+                int r = silo_vm_tempdir(tmpdir, err);
+                if (r < 0)
+                        return r;
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                snprintf(sock_path, sizeof(sock_path), "%s/console.sock", tmpdir);
+                listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (strlen(sock_path) >= sizeof(sa.sun_path) || listener < 0) {
+                        rmdir(tmpdir);
+                        return silo_error_msg(err, ENAMETOOLONG, "console socket %s", sock_path);
+                }
+                strcpy(sa.sun_path, sock_path);
+                if (bind(listener, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(listener, 1) < 0) {
+                        r = silo_error_set(err, errno, "console socket %s", sock_path);
+                        rmdir(tmpdir);
+                        return r;
+                }
+                local_opts.console_socket = sock_path;
+                opts = &local_opts;
         }
         if (detach) {
                 bool handled = false;
@@ -269,6 +303,21 @@ int silo_vm_container_run(const struct silo_runtime *rt, const char *id, const s
                 sigprocmask(SIG_BLOCK, &fwd, &old);
         pid_t shim = 0;
         int r = silo_vm_container_create_shim(rt, id, opts, !detach, &shim, err);
+        if (local_tty) {
+                /* create connected and sent the master before it returned. */
+                if (r == 0) {
+                        _cleanup_close_ int conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                        master = conn >= 0 ? silo_recv_fd(conn) : -1;
+                        if (master < 0)
+                                r = silo_error_msg(err, EIO, "no terminal from the VM shim");
+                        /* Our terminal's size, before the process starts. */
+                        struct winsize ws;
+                        if (master >= 0 && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
+                                ioctl(master, TIOCSWINSZ, &ws);
+                }
+                unlink(sock_path);
+                rmdir(tmpdir);
+        }
         if (r == 0)
                 r = silo_container_start(rt, id, err);
         if (r < 0 || detach) {
@@ -280,6 +329,10 @@ int silo_vm_container_run(const struct silo_runtime *rt, const char *id, const s
                 if (!detach)
                         sigprocmask(SIG_SETMASK, &old, NULL);
                 return r;
+        }
+        if (master >= 0) {
+                _cleanup_close_ int pidfd = (int) syscall(SYS_pidfd_open, shim, 0);
+                silo_console_proxy(master, shim, pidfd, NULL);
         }
         *ret_status = silo_wait_forwarding(shim, &fwd);
         struct timespec zero = { 0, 0 };

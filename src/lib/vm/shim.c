@@ -569,6 +569,11 @@ static int api_request(struct shim *sh, int client, silo_error *err)
         } else if (cid && !h && strcmp(cid, sh->cfg->id)) {
                 r = silo_error_msg(&e, ESRCH, "no container \"%.128s\" in this VM", cid);
         } else if (!strcmp(op, "start")) {
+                /* A terminal resized since create (a foreground run sizes its
+                 * pty then) has its size before the process starts. */
+                struct shim_proc *init = find_proc(sh, h ? h->init_pid : sh->init_pid);
+                if (init && init->tty && tty_size_changed(init))
+                        resize(sh, init, NULL);
                 if (h) {
                         struct shim_proc *p = find_proc(sh, h->init_pid);
                         _cleanup_json_ json_t *body = json_pack("{ss}", "ContainerId", h->id);
