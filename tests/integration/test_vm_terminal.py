@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A foreground `silo-runtime run` of a VM container with process.terminal and no
+"""A foreground `silo-runtime run` (or `exec --tty`) of a VM container with a terminal and no
 --console-socket proxies the terminal itself, as for a process container (and as runc does):
 the caller's terminal becomes the container's, raw, with its size."""
 
@@ -50,3 +50,50 @@ def test_vm_run_with_a_terminal_and_no_console_socket(vm):
     text = out.decode(errors="replace")
     assert "/dev/pts/" in text and "33 120" in text and "got:typed" in text, text
     assert "console-socket" not in text
+
+
+def run_in_pty(argv, env, rows, cols, reply_after=None, reply=b"", limit=BOOT_LIMIT):
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    p = subprocess.Popen(argv, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out, sent = b"", False
+    deadline = time.monotonic() + limit
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if reply_after and not sent and reply_after in out:
+                os.write(master, reply)
+                sent = True
+            if p.poll() is not None and not r:
+                break
+        rc = p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    return rc, out.decode(errors="replace")
+
+
+def test_vm_exec_tty_without_console_socket(vm):
+    vm.write(["/bin/sleep", "1000"])
+    assert vm.rt("run", "--detach", "--bundle", str(vm.path), "vmt").returncode == 0
+    try:
+        rc, text = run_in_pty([vm.argv()[0], "--root", vm.argv()[2], "exec", "--tty", "vmt", "/bin/sh", "-c",
+                               "tty; stty size; test -t 0 && echo stdin-is-tty; exit 3"], vm.env, 25, 90)
+        assert rc == 3, text
+        assert "/dev/pts/" in text and "25 90" in text and "stdin-is-tty" in text, text
+        # Detached, a terminal needs somewhere to go.
+        r = vm.rt("exec", "--tty", "--detach", "vmt", "/bin/true", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert r.returncode != 0 and "needs --console-socket" in r.stderr, r.stderr
+    finally:
+        assert vm.rt("delete", "--force", "vmt").returncode == 0

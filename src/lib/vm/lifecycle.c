@@ -143,15 +143,8 @@ static int api_call(int statefd, json_t *req, int timeout_ms, json_t **ret, silo
 
 /* A pty on the host whose master goes to the console socket; the shim
  * copies between the slave and the guest's terminal. */
-static int host_pty(const char *console_socket, json_t *process, int *ret_slave, silo_error *err)
+static int open_pty(json_t *process, int *ret_master, int *ret_slave, silo_error *err)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(console_socket) >= sizeof(sa.sun_path))
-                return silo_error_msg(err, ENAMETOOLONG, "--console-socket %s: path too long", console_socket);
-        strcpy(sa.sun_path, console_socket);
-        _cleanup_close_ int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (sock < 0 || connect(sock, (struct sockaddr *) &sa, sizeof(sa)) < 0)
-                return silo_error_set(err, errno, "--console-socket %s: connect", console_socket);
         _cleanup_close_ int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
         if (master < 0 || unlockpt(master) < 0)
                 return silo_error_set(err, errno, "open a pty");
@@ -172,7 +165,24 @@ static int host_pty(const char *console_socket, json_t *process, int *ret_slave,
                 struct winsize ws = { .ws_row = (unsigned short) rows, .ws_col = (unsigned short) cols };
                 ioctl(slave, TIOCSWINSZ, &ws);
         }
-        int r = silo_console_send(sock, master, err);
+        *ret_master = TAKE_FD(master);
+        *ret_slave = TAKE_FD(slave);
+        return 0;
+}
+
+static int host_pty(const char *console_socket, json_t *process, int *ret_slave, silo_error *err)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(console_socket) >= sizeof(sa.sun_path))
+                return silo_error_msg(err, ENAMETOOLONG, "--console-socket %s: path too long", console_socket);
+        strcpy(sa.sun_path, console_socket);
+        _cleanup_close_ int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (sock < 0 || connect(sock, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return silo_error_set(err, errno, "--console-socket %s: connect", console_socket);
+        _cleanup_close_ int master = -1, slave = -1;
+        int r = open_pty(process, &master, &slave, err);
+        if (r == 0)
+                r = silo_console_send(sock, master, err);
         if (r < 0)
                 return r;
         *ret_slave = TAKE_FD(slave);
@@ -659,13 +669,19 @@ int silo_vm_container_exec(int locked_statefd, const struct silo_state *st, json
             !json_array_size(json_object_get(process, "args")))
                 return silo_error_msg(err, EINVAL, "process.args: must name at least the program to run");
         bool tty = json_is_true(json_object_get(process, "terminal"));
-        if (tty && !opts->console_socket)
-                return silo_error_msg(err, EOPNOTSUPP, "VM isolation: exec --tty needs --console-socket");
-        _cleanup_close_ int slave = -1;
+        if (tty && !opts->console_socket && opts->detach)
+                return silo_error_msg(err, EINVAL, "exec --tty --detach needs --console-socket");
+        /* Without a console socket, our own terminal is the process's: we
+         * proxy it as for a process container. */
+        _cleanup_close_ int slave = -1, master = -1;
         if (tty) {
-                int r = host_pty(opts->console_socket, process, &slave, err);
+                int r = opts->console_socket ? host_pty(opts->console_socket, process, &slave, err)
+                                             : open_pty(process, &master, &slave, err);
                 if (r < 0)
                         return r;
+                struct winsize ws;
+                if (master >= 0 && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
+                        ioctl(master, TIOCSWINSZ, &ws);
         }
         _cleanup_close_ int conn = api_connect(statefd, err);
         if (conn < 0)
@@ -720,6 +736,9 @@ int silo_vm_container_exec(int locked_statefd, const struct silo_state *st, json
         silo_forwarded_signals(&fwd);
         sigdelset(&fwd, SIGCHLD);
         sigprocmask(SIG_BLOCK, &fwd, &old);
+        /* Ends when the shim lets go of the terminal, as the process ended. */
+        if (master >= 0)
+                silo_console_proxy(master, 0, -1, NULL);
         r = exec_wait(statefd, conn, pid, &fwd, ret_status, err);
         struct timespec zero = { 0, 0 };
         while (sigtimedwait(&fwd, NULL, &zero) > 0)
