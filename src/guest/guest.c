@@ -65,6 +65,7 @@ struct proc {
         int in_fd;              /* our end of its stdin pipe, -1 */
         int out_fd, err_fd;     /* our ends of its stdout/stderr pipes, -1 */
         int master;             /* its terminal's master: stdin and stdout, -1 */
+        unsigned exec_seq;      /* an exec'd process: CONSOLE_DIR/exec-<seq>.pid names the process itself */
 };
 
 /* A container in this VM: the only one of a VM container's VM, or one of
@@ -818,7 +819,10 @@ static int exec_process(struct agent *a, const struct ctr *c, json_t *process, p
                         _exit(127);
                 close_fds_but(devnull, -1);
                 struct silo_runtime rt = { .state_root = STATE_DIR };
-                struct silo_exec_options o = { .console_socket = tty ? console_path : NULL };
+                /* pid_file: the process itself, for a SIGKILL this child cannot forward. */
+                char pid_file[64];
+                snprintf(pid_file, sizeof(pid_file), CONSOLE_DIR "/exec-%u.pid", a->exec_seq);
+                struct silo_exec_options o = { .console_socket = tty ? console_path : NULL, .pid_file = pid_file };
                 silo_error e = SILO_ERROR_INIT;
                 int status = 0;
                 if (silo_container_exec(&rt, c->id, process, &o, &status, &e) < 0) {
@@ -828,6 +832,7 @@ static int exec_process(struct agent *a, const struct ctr *c, json_t *process, p
                 _exit(status);
         }
         struct proc *p = add_proc(a, pid);
+        p->exec_seq = a->exec_seq;
         if (tty) {
                 p->master = receive_console(console, pid);
                 if (p->master < 0) {
@@ -932,6 +937,11 @@ static void reap(struct agent *a)
                 p->exited = true;
                 p->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
                 send_exit(a, p);
+                if (p->exec_seq) {
+                        char path[64];
+                        snprintf(path, sizeof(path), CONSOLE_DIR "/exec-%u.pid", p->exec_seq);
+                        unlink(path);
+                }
                 /* A hosted container's owner deleted it before it exited:
                  * its slot and directories are free again. */
                 for (int k = 0; k < MAX_CONTAINERS; k++) {
@@ -1044,6 +1054,22 @@ static __attribute__((noreturn)) void shutdown_guest(struct agent *a, bool grace
                 }
         }
         power_off();
+}
+
+/* SIGKILL for an exec'd process: its libsilo exec child forwards other
+ * signals, but this one would only kill that child; the process's pid is in
+ * the pid file the child wrote. */
+static void kill_exec_process(struct proc *p)
+{
+        char path[64], buf[32] = "";
+        snprintf(path, sizeof(path), CONSOLE_DIR "/exec-%u.pid", p->exec_seq);
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        if (fd >= 0)
+                close(fd);
+        long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+        if (pid > 1)
+                kill((pid_t) pid, SIGKILL);
 }
 
 /* The container a request names by ContainerId; without one, the single
@@ -1296,6 +1322,8 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
                         respond(a, m->type, m->id, 0, NULL, NULL);
                         return;
                 }
+                if (!p->exited && p->exec_seq && json_integer_value(jsig) == SIGKILL)
+                        kill_exec_process(p);
                 if (!p->exited && kill(p->pid, (int) json_integer_value(jsig)) < 0) {
                         respond_error(a, m->type, m->id, errno, "kill: %s", strerror(errno));
                         return;

@@ -97,3 +97,24 @@ def test_vm_exec_tty_without_console_socket(vm):
         assert r.returncode != 0 and "needs --console-socket" in r.stderr, r.stderr
     finally:
         assert vm.rt("delete", "--force", "vmt").returncode == 0
+
+
+def test_vm_exec_dies_with_its_waiter(vm, tmp_path):
+    """A detached exec is represented on the host by a waiter; a SIGKILLed waiter (or exec) takes
+    the guest process along instead of leaving it running unseen."""
+    vm.write(["/bin/sleep", "1000"])
+    assert vm.rt("run", "--detach", "--bundle", str(vm.path), "vmt").returncode == 0
+    try:
+        pidfile = tmp_path / "exec.pid"
+        r = vm.rt("exec", "--detach", "--pid-file", str(pidfile), "vmt", "/bin/sleep", "777")
+        assert r.returncode == 0
+        waiter = int(pidfile.read_text())
+        count = ["exec", "vmt", "/bin/sh", "-c", "ps -o args | grep -c '^/bin/sleep 777'"]
+        assert vm.rt(*count).stdout.strip() == "1"
+        os.kill(waiter, 9)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and vm.rt(*count).stdout.strip() != "0":
+            time.sleep(0.2)
+        assert vm.rt(*count).stdout.strip() == "0"
+    finally:
+        assert vm.rt("delete", "--force", "vmt").returncode == 0

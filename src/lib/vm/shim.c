@@ -46,6 +46,7 @@ struct shim_proc {
         int client;                     /* the API connection waiting for its exit, -1 */
         bool tty, out_done, err_done, exited;
         bool held;                      /* a container's init: its stdin flows once started */
+        bool abandoned;                 /* its client went away before it exited: kill it */
         int exit_code;
         int64_t exit_ms;
         struct winsize ws;
@@ -83,7 +84,7 @@ struct shim {
         uint8_t api_buf[API_MSG_MAX];
 };
 
-enum { X_STDIO, X_LISTEN, X_CLIENT, X_PROC_IN };
+enum { X_STDIO, X_LISTEN, X_CLIENT, X_PROC_IN, X_PROC_CLIENT };
 
 static int64_t now_ms(void)
 {
@@ -659,6 +660,17 @@ static void rebuild_extra(struct shim *sh)
                 sh->extra_kind[n] = X_CLIENT;
                 sh->extra_index[n++] = i;
         }
+        /* An exec's client (silo-runtime exec, or the waiter of a detached
+         * one) that goes away takes the process along: nobody could wait
+         * for it or signal it any more. */
+        for (int i = 0; i < MAX_PROCS && n < SILO_VM_SESSION_EXTRA_MAX; i++) {
+                struct shim_proc *p = &sh->procs[i];
+                if (!p->pid || p->client < 0 || p->exited || p->abandoned)
+                        continue;
+                sh->extra[n] = (struct pollfd) { .fd = p->client, .events = POLLIN };
+                sh->extra_kind[n] = X_PROC_CLIENT;
+                sh->extra_index[n++] = i;
+        }
         for (int i = 0; i < MAX_PROCS && n < SILO_VM_SESSION_EXTRA_MAX; i++) {
                 struct shim_proc *p = &sh->procs[i];
                 /* The init's stdin only flows once it runs. */
@@ -691,6 +703,15 @@ static int on_extra(void *userdata, bool in_request, silo_error *err)
                                 return r;
                         if (pr->in_fd < 0)
                                 p->fd = -1;
+                        break;
+                }
+                case X_PROC_CLIENT: {
+                        struct shim_proc *pr = &sh->procs[sh->extra_index[i]];
+                        /* Clients send nothing after their request: anything
+                         * here is a hang-up (or a client breaking the rules). */
+                        if (pr->client == p->fd)
+                                pr->abandoned = true;
+                        p->fd = -1;
                         break;
                 }
                 case X_LISTEN:
@@ -761,6 +782,17 @@ static void collect_exits(struct shim *sh)
                         hosted_free(h, p->exit_code);
                 }
                 proc_free(p);
+        }
+}
+
+static void kill_abandoned(struct shim *sh)
+{
+        for (int i = 0; i < MAX_PROCS; i++) {
+                struct shim_proc *p = &sh->procs[i];
+                if (p->pid && p->abandoned && !p->exited && p->client >= 0) {
+                        silo_closep(&p->client);
+                        signal_process(sh, p->pid, SIGKILL, NULL);
+                }
         }
 }
 
@@ -902,6 +934,7 @@ __attribute__((noreturn)) void silo_vm_shim_main(struct silo_vm_shim_config *cfg
                 if (silo_vm_session_take_exit(&sh->s, sh->init_pid, &code))
                         break;
                 collect_exits(sh);
+                kill_abandoned(sh);
                 check_winsizes(sh, NULL);
                 if (sh->stopping) {
                         code = sh->cfg->utility && sh->graceful ? 0 : 128 + SIGKILL;
