@@ -191,3 +191,24 @@ def test_compute_virtual_machine_bad_documents(compute):
         err = compute.fail("create", "bad", dict(base, **doc))
         assert message in err, err
         assert compute.run("properties", "bad").returncode != 0
+
+
+def test_utility_vm_that_stops_with_its_last_container(vm, tmp_path):
+    cfg = utility_config(vm.config["linux"]["cgroupsPath"] + "-uvm2")
+    cfg["annotations"]["io.silo.vm.stop-when-empty"] = "true"
+    uvm = write_bundle(tmp_path / "uvm", cfg)
+    assert vm.rt("create", "--bundle", uvm, "uvm2").returncode == 0
+    assert vm.rt("start", "uvm2").returncode == 0
+    qemu = qemu_of(vm, "uvm2")
+    b = write_bundle(tmp_path / "c1", hosted_config(vm, "uvm2", "c1", ["/bin/sh", "-c", "exit 0"]))
+    assert vm.rt("create", "--bundle", b, "c1").returncode == 0
+    # Empty before its first container: it waits for one.
+    assert vm.state("uvm2")["status"] == "running"
+    assert vm.rt("start", "c1").returncode == 0
+    assert wait_gone(qemu) == []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and vm.state("uvm2")["status"] != "stopped":
+        time.sleep(0.05)
+    assert vm.state("uvm2")["status"] == "stopped" and vm.state("c1")["status"] == "stopped"
+    for cid in ("c1", "uvm2"):
+        assert vm.rt("delete", cid).returncode == 0

@@ -230,6 +230,8 @@ static int prepare(struct vm_create *c, const struct silo_create_options *opts, 
                 return r;
         struct silo_spec *spec = c->spec;
         c->shim.utility = is_utility(spec->annotations);
+        const char *empty = json_string_value(json_object_get(spec->annotations, SILO_VM_STOP_WHEN_EMPTY_ANNOTATION));
+        c->shim.stop_when_empty = empty && !strcmp(empty, "true");
         if (c->shim.utility) {
                 /* A utility VM: no process and no root of its own. */
                 if (opts->console_socket)

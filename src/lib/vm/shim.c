@@ -74,6 +74,7 @@ struct shim {
         struct hosted hosted[MAX_HOSTED];
         uint32_t init_pid;
         bool started, stopping, graceful;
+        bool hosted_ever;               /* a hosted container has come and gone */
         int64_t next_winsize_ms;
         uint8_t in_buf[SILO_VM_STDIO_HEADER + SILO_VM_STDIO_CHUNK];
         size_t in_len;
@@ -780,9 +781,18 @@ static void collect_exits(struct shim *sh)
                                 continue;
                         remove_layers(sh, h);
                         hosted_free(h, p->exit_code);
+                        sh->hosted_ever = true;
                 }
                 proc_free(p);
         }
+}
+
+static bool hosting(const struct shim *sh)
+{
+        for (int i = 0; i < MAX_HOSTED; i++)
+                if (sh->hosted[i].id[0])
+                        return true;
+        return false;
 }
 
 static void kill_abandoned(struct shim *sh)
@@ -935,6 +945,8 @@ __attribute__((noreturn)) void silo_vm_shim_main(struct silo_vm_shim_config *cfg
                         break;
                 collect_exits(sh);
                 kill_abandoned(sh);
+                if (sh->cfg->stop_when_empty && sh->hosted_ever && !hosting(sh))
+                        sh->stopping = sh->graceful = true;
                 check_winsizes(sh, NULL);
                 if (sh->stopping) {
                         code = sh->cfg->utility && sh->graceful ? 0 : 128 + SIGKILL;

@@ -16,6 +16,7 @@ struct silo_vm_shim_config {
         struct silo_vm_params params;
         json_t *create_body;            /* the Create request; NULL for a utility VM */
         bool utility;                   /* a utility VM: hosts containers created later through vm.sock */
+        bool stop_when_empty;           /* utility: power off when the last hosted container is gone */
         struct silo_vm_mappings *mappings;
         int listen_fd;                  /* vm.sock */
         int ready_fd;                   /* gets "O" once created, or "E<message>" */

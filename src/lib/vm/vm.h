@@ -40,6 +40,8 @@ enum silo_vm_accel {
 #define SILO_VM_CMDLINE_ANNOTATION "io.silo.vm.kernel-cmdline"
 #define SILO_VM_MEMORY_ANNOTATION "io.silo.vm.memory-mb"
 #define SILO_VM_CPUS_ANNOTATION "io.silo.vm.cpus"
+/* A utility VM that ends with the last container it hosted ("true"). */
+#define SILO_VM_STOP_WHEN_EMPTY_ANNOTATION "io.silo.vm.stop-when-empty"
 #define SILO_VM_DEFAULT_MEM_MB 256
 #define SILO_VM_MIN_MEM_MB 64
 #define SILO_VM_MAX_MEM_MB (64 * 1024)
