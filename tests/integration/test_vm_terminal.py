@@ -15,43 +15,6 @@ import time
 from test_vm import BOOT_LIMIT, vm, vm_rootfs  # noqa: F401
 
 
-def test_vm_run_with_a_terminal_and_no_console_socket(vm):
-    vm.config["process"]["terminal"] = True
-    vm.write(["/bin/sh", "-c", "tty; stty size; read line; echo got:$line; exit 6"])
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 120, 0, 0))
-    p = subprocess.Popen(vm.argv(), env=vm.env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    out = b""
-    sent = False
-    deadline = time.monotonic() + BOOT_LIMIT
-    try:
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([master], [], [], 0.2)
-            if r:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            if not sent and b"33 120" in out:
-                os.write(master, b"typed\r")
-                sent = True
-            if p.poll() is not None and not r:
-                break
-        assert p.wait(timeout=20) == 6, out
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        os.close(master)
-    text = out.decode(errors="replace")
-    assert "/dev/pts/" in text and "33 120" in text and "got:typed" in text, text
-    assert "console-socket" not in text
-
-
 def run_in_pty(argv, env, rows, cols, reply_after=None, reply=b"", limit=BOOT_LIMIT):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -82,6 +45,15 @@ def run_in_pty(argv, env, rows, cols, reply_after=None, reply=b"", limit=BOOT_LI
             p.wait()
         os.close(master)
     return rc, out.decode(errors="replace")
+
+
+def test_vm_run_with_a_terminal_and_no_console_socket(vm):
+    vm.config["process"]["terminal"] = True
+    vm.write(["/bin/sh", "-c", "tty; stty size; read line; echo got:$line; exit 6"])
+    rc, text = run_in_pty(vm.argv(), vm.env, 33, 120, reply_after=b"33 120", reply=b"typed\r")
+    assert rc == 6, text
+    assert "/dev/pts/" in text and "33 120" in text and "got:typed" in text, text
+    assert "console-socket" not in text
 
 
 def test_vm_exec_tty_without_console_socket(vm):

@@ -217,6 +217,17 @@ static int record(struct vm_create *c, enum silo_state_write_mode mode, silo_err
         return silo_state_write(c->statefd, &st, mode, err);
 }
 
+/* The container's fresh state directory (removed again by a failed create). */
+static int state_begin(struct vm_create *c, silo_error *err)
+{
+        int r = silo_state_dir_create(c->rootfd, c->id, &c->statefd, err);
+        if (r < 0)
+                return r;
+        c->state_created = true;
+        silo_rfc3339_now(c->created);
+        return 0;
+}
+
 static int prepare(struct vm_create *c, const struct silo_create_options *opts, silo_error *err)
 {
         const char *bundle = opts->bundle ? opts->bundle : ".";
@@ -424,11 +435,9 @@ int silo_vm_container_create_shim(const struct silo_runtime *rt, const char *id,
         r = silo_state_root_open(rt->state_root, true, &c.rootfd, err);
         if (r < 0)
                 goto fail;
-        r = silo_state_dir_create(c.rootfd, id, &c.statefd, err);
+        r = state_begin(&c, err);
         if (r < 0)
                 goto fail;
-        c.state_created = true;
-        silo_rfc3339_now(c.created);
         /* The host cgroup holds the shim and QEMU: stats, pause, and a
          * delete that provably leaves no QEMU behind. */
         r = silo_cgroup_create(&rt->cgroup, c.spec->cgroups_path, id, &c.cg, err);
@@ -802,11 +811,9 @@ static int hosted_create(const struct silo_runtime *rt, const char *id, const st
                 r = silo_error_set(err, errno, "utility VM %s", host_id);
                 goto fail;
         }
-        r = silo_state_dir_create(c.rootfd, id, &c.statefd, err);
+        r = state_begin(&c, err);
         if (r < 0)
                 goto fail;
-        c.state_created = true;
-        silo_rfc3339_now(c.created);
         r = record(&c, SILO_STATE_CREATE, err);
         if (r < 0)
                 goto fail;
