@@ -1135,8 +1135,18 @@ static void modify_settings(struct agent *a, struct silo_vm_msg *m)
         const char *req = json_string_value(json_object_get(b, "RequestType"));
         const char *name = json_string_value(json_object_get(settings, "Name"));
         json_t *size = json_object_get(settings, "Size");
+        /* A utility VM's NIC, configured once at boot: its containers share it. */
+        if (type && !strcmp(type, "Network") && req && !strcmp(req, "Add")) {
+                int r = guest_net_configure(settings, errbuf, sizeof(errbuf));
+                if (r < 0)
+                        respond_error(a, m->type, m->id, -r, "%s", errbuf);
+                else
+                        respond(a, m->type, m->id, 0, NULL, NULL);
+                return;
+        }
         if (!type || strcmp(type, "Layer") || !req || (strcmp(req, "Add") && strcmp(req, "Remove"))) {
-                respond_error(a, m->type, m->id, ENOTSUP, "ModifySettings: only Layer Add and Remove are known");
+                respond_error(a, m->type, m->id, ENOTSUP, "ModifySettings: only Layer Add and Remove and Network "
+                              "Add are known");
                 return;
         }
         if (!guest_layer_name_valid(name)) {

@@ -138,3 +138,44 @@ def test_compute_network_errors_leave_nothing(netcompute):
     assert not os.listdir(os.path.join(c.state, "systems")) if os.path.isdir(os.path.join(c.state, "systems")) \
         else True
     assert c.leftovers() == ([], [], [])
+
+
+def test_virtual_machine_network_is_its_containers(netcompute):
+    """A VirtualMachine on a network is the network of the containers it hosts, as a pod's sandbox:
+    they share its NIC (and its loopback), and its published ports reach them."""
+    from test_vm import INITRD, guest_kernel
+    c = netcompute
+    c.env.update(SILO_VM_KERNEL=guest_kernel(), SILO_VM_INITRD=INITRD)
+    c.silo("network", "create", "--subnet", "10.213.6.0/24", "vmnet")
+    c.silo("compute", "create", "pod", {"SchemaVersion": {"Major": 2, "Minor": 1}, "VirtualMachine": {
+        "ComputeTopology": {"Memory": {"SizeInMB": 320}},
+        "Networking": {"Network": "vmnet", "Ports": ["127.0.0.1:18702:80"]}}})
+    c.silo("compute", "start", "pod")
+    for name in ("web", "client"):
+        doc = c.document(name, None)
+        del doc["Container"]["Networking"]
+        doc["HostingSystemId"] = "pod"
+        c.silo("compute", "create", name, doc)
+        c.silo("compute", "start", name)
+    c.silo("compute", "exec", "--detach", "web", {"CommandArgs": [
+        "sh", "-c", "mkdir -p /tmp/www && echo hi-pod > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]})
+    deadline = time.time() + 20
+    while True:
+        p = c.host("python3", "-c", HTTP_GET, "127.0.0.1", "18702", check=False)
+        if p.stdout == "hi-pod\n" or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert p.stdout == "hi-pod\n", p.stderr
+    # The other container: the same stack, so the pod's loopback reaches the web server.
+    out = c.silo("compute", "exec", "client", {"CommandArgs": ["sh", "-c",
+                 "wget -q -O - http://127.0.0.1:80/; ip -o -4 addr show eth0; cat /etc/hosts"],
+                 "CreateStdOutPipe": True}).stdout
+    assert out.startswith("hi-pod\n") and "10.213.6.2/24" in out and "10.213.6.2" in out.split("eth0")[-1], out
+    for sid in ("web", "client", "pod"):
+        c.silo("compute", "terminate", sid, check=False)
+    c.silo("compute", "delete", "web", "client", "pod")
+    deadline = time.time() + 5
+    while any(c.leftovers()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert c.leftovers() == ([], [], [])
+    c.silo("network", "rm", "vmnet")

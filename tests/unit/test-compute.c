@@ -255,7 +255,8 @@ static void test_bad_documents(void **state)
                 { "{\"HostingSystemId\": \"a/b\", \"Container\": {}}", EINVAL,
                   "HostingSystemId: invalid container ID \"a/b\": only [A-Za-z0-9_+.-] are allowed" },
                 { "{\"HostingSystemId\": \"uvm\", \"Container\": {\"Networking\": {}}}", ENOTSUP,
-                  "Container.Networking: a container in a utility VM (HostingSystemId) has the VM's loopback only" },
+                  "Container.Networking: a container in a utility VM (HostingSystemId) shares its VM's network "
+                  "(VirtualMachine.Networking)" },
                 { "{\"Container\": []}", EINVAL, "Container: expected an object, got array" },
                 { "{\"Container\": {}}", EINVAL,
                   "Container.Storage: missing (and no absolute OciSpecification root.path to use instead)" },

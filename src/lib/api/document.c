@@ -222,14 +222,14 @@ static int merge_resources(json_t *spec, json_t *fragment)
         return json_object_update_recursive(res, fragment) < 0 ? -ENOMEM : 0;
 }
 
-static int set_netns(json_t *spec, const char *ns, silo_error *err)
+static int set_netns(json_t *spec, const char *ns, const char *path, silo_error *err)
 {
         char nspath[PATH_MAX];
         if (ns[0] == '/')
                 snprintf(nspath, sizeof(nspath), "%s", ns);
         else if (!*ns || strchr(ns, '/') || !strcmp(ns, ".") || !strcmp(ns, ".."))
-                return silo_error_msg(err, EINVAL, "Container.Networking.Namespace: \"%s\" is neither a name in "
-                                      "/var/run/netns nor an absolute path", ns);
+                return silo_error_msg(err, EINVAL, "%s.Namespace: \"%s\" is neither a name in "
+                                      "/var/run/netns nor an absolute path", path, ns);
         else
                 snprintf(nspath, sizeof(nspath), "/var/run/netns/%s", ns);
         json_t *nss = json_object_get(json_object_get(spec, "linux"), "namespaces");
@@ -262,16 +262,48 @@ static json_t *default_spec(const struct compute_spec_options *o)
         return spec;
 }
 
+/* {Namespace | Network [, Ports]}: a namespace to join goes into the spec;
+ * a network is checked here and attached at create (network.c). */
+static int parse_networking(json_t *net, const char *path, json_t *spec, silo_error *err)
+{
+        struct { const char *ns, *network; json_t *ports; } nets = {};
+        const struct silo_json_field nf[] = {
+                { "Namespace", SILO_JSON_STRING, offsetof(typeof(nets), ns), SILO_JSON_NULLABLE },
+                { "Network", SILO_JSON_STRING, offsetof(typeof(nets), network), SILO_JSON_NULLABLE },
+                { "Ports", SILO_JSON_ARRAY, offsetof(typeof(nets), ports), SILO_JSON_NULLABLE },
+                { NULL },
+        };
+        int r = silo_json_dispatch(net, path, nf, &nets, err);
+        if (r < 0)
+                return r;
+        if (nets.ns && nets.network)
+                return silo_error_msg(err, EINVAL, "%s: Namespace and Network exclude each other", path);
+        if (nets.ports && !nets.network)
+                return silo_error_msg(err, EINVAL, "%s.Ports: needs a Network", path);
+        if (nets.ports) {
+                struct silo_net_port *ports = NULL;
+                size_t n_ports = 0;
+                char p[SILO_JSON_PATH_MAX];
+                snprintf(p, sizeof(p), "%s.Ports", path);
+                r = compute_network_ports(nets.ports, p, &ports, &n_ports, err);
+                free(ports);
+                if (r < 0)
+                        return r;
+        }
+        return nets.ns ? set_netns(spec, nets.ns, path, err) : 0;
+}
+
 /* A VirtualMachine document -> the config of a utility VM: no process and
  * no root of its own, its settings as annotations (src/lib/vm). */
 static int vm_document_to_spec(json_t *vm, const struct compute_spec_options *o, json_t **ret_spec, silo_error *err)
 {
         struct {
-                json_t *chipset, *topology;
+                json_t *chipset, *topology, *net;
         } v = {};
         const struct silo_json_field vf[] = {
                 { "Chipset", SILO_JSON_OBJECT, offsetof(typeof(v), chipset), SILO_JSON_NULLABLE },
                 { "ComputeTopology", SILO_JSON_OBJECT, offsetof(typeof(v), topology), SILO_JSON_NULLABLE },
+                { "Networking", SILO_JSON_OBJECT, offsetof(typeof(v), net), SILO_JSON_NULLABLE },
                 { NULL },
         };
         int r = silo_json_dispatch(vm, "VirtualMachine", vf, &v, err);
@@ -320,11 +352,14 @@ static int vm_document_to_spec(json_t *vm, const struct compute_spec_options *o,
         snprintf(cg, sizeof(cg), "%s/%s", o->cgroup_parent, o->id);
         snprintf(mem_s, sizeof(mem_s), "%lld", (long long) mem);
         snprintf(cpus_s, sizeof(cpus_s), "%lld", (long long) cpus);
-        _cleanup_json_ json_t *spec = json_pack("{s:s, s:{s:s, s:s}, s:{s:s}}", "ociVersion", "1.2.0", "annotations",
-                                                SILO_VM_ANNOTATION, "vm", SILO_VM_UTILITY_ANNOTATION, "true", "linux",
-                                                "cgroupsPath", cg);
+        _cleanup_json_ json_t *spec = json_pack("{s:s, s:{s:s, s:s}, s:{s:s, s:[]}}", "ociVersion", "1.2.0",
+                                                "annotations", SILO_VM_ANNOTATION, "vm", SILO_VM_UTILITY_ANNOTATION,
+                                                "true", "linux", "cgroupsPath", cg, "namespaces");
         if (!spec)
                 return silo_error_set(err, ENOMEM, "VirtualMachine");
+        /* The VM's NIC is its containers' network (a pod's sandbox). */
+        if (v.net && (r = parse_networking(v.net, "VirtualMachine.Networking", spec, err)) < 0)
+                return r;
         json_t *ann = json_object_get(spec, "annotations");
         if (k.kernel)
                 json_object_set_new(ann, SILO_VM_KERNEL_ANNOTATION, json_string(k.kernel));
@@ -406,7 +441,7 @@ int compute_document_to_spec(json_t *doc, const struct compute_spec_options *o, 
                 return r;
         if (d.hosting && c.net)
                 return silo_error_msg(err, ENOTSUP, "Container.Networking: a container in a utility VM (HostingSystemId) "
-                                      "has the VM's loopback only");
+                                      "shares its VM's network (VirtualMachine.Networking)");
 
         /* An embedded OCI spec is the base; the HCS fields override it.  Its
          * process, if any, is the init: the system ends when it does. */
@@ -519,32 +554,9 @@ int compute_document_to_spec(json_t *doc, const struct compute_spec_options *o, 
                 merge_resources(spec, frag);
                 json_decref(frag);
         }
-        if (c.net) {
-                struct { const char *ns, *network; json_t *ports; } nets = {};
-                const struct silo_json_field nf[] = {
-                        { "Namespace", SILO_JSON_STRING, offsetof(typeof(nets), ns), SILO_JSON_NULLABLE },
-                        { "Network", SILO_JSON_STRING, offsetof(typeof(nets), network), SILO_JSON_NULLABLE },
-                        { "Ports", SILO_JSON_ARRAY, offsetof(typeof(nets), ports), SILO_JSON_NULLABLE },
-                        { NULL },
-                };
-                r = silo_json_dispatch(c.net, "Container.Networking", nf, &nets, err);
-                if (r == 0 && nets.ns && nets.network)
-                        r = silo_error_msg(err, EINVAL, "Container.Networking: Namespace and Network exclude each other");
-                if (r == 0 && nets.ports && !nets.network)
-                        r = silo_error_msg(err, EINVAL, "Container.Networking.Ports: needs a Network");
-                if (r == 0 && nets.ports) {
-                        /* Checked here; network.c attaches them at create. */
-                        struct silo_net_port *ports = NULL;
-                        size_t n_ports = 0;
-                        r = compute_network_ports(nets.ports, "Container.Networking.Ports", &ports, &n_ports, err);
-                        free(ports);
-                }
-                if (r == 0 && nets.ns)
-                        r = set_netns(spec, nets.ns, err);
-                if (r < 0) {
-                        compute_storage_done(&storage);
-                        return r;
-                }
+        if (c.net && (r = parse_networking(c.net, "Container.Networking", spec, err)) < 0) {
+                compute_storage_done(&storage);
+                return r;
         }
         json_t *lx = json_object_get(spec, "linux");
         if (!lx) {

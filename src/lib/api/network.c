@@ -88,14 +88,18 @@ static int spec_join(json_t *spec, const char *netns, const char *files, silo_er
 
 int compute_network_attach(const char *id, const char *dir, json_t *doc, json_t *spec, silo_error *err)
 {
-        json_t *cfg = json_object_get(json_object_get(doc, "Container"), "Networking");
+        /* A VirtualMachine's network is its containers' (a pod's sandbox). */
+        bool vm = json_object_get(doc, "VirtualMachine") != NULL;
+        const char *kind = vm ? "VirtualMachine" : "Container";
+        json_t *cfg = json_object_get(json_object_get(doc, kind), "Networking");
         const char *network = json_string_value(json_object_get(cfg, "Network"));
         if (!network)
                 return 0;
         _cleanup_free_ silo_net_port *ports = NULL;
         size_t n_ports = 0;
-        int r = compute_network_ports(json_object_get(cfg, "Ports"), "Container.Networking.Ports", &ports, &n_ports,
-                                      err);
+        char field[64];
+        snprintf(field, sizeof(field), "%s.Networking.Ports", kind);
+        int r = compute_network_ports(json_object_get(cfg, "Ports"), field, &ports, &n_ports, err);
         if (r < 0)
                 return r;
         char netns[PATH_MAX], files[PATH_MAX];
@@ -107,7 +111,7 @@ int compute_network_attach(const char *id, const char *dir, json_t *doc, json_t 
         _cleanup_(silo_net_freep) silo_net *n = NULL;
         r = open_net(&n, err);
         if (r < 0)
-                return silo_error_prefix(err, "Container.Networking.Network");
+                return silo_error_prefix(err, "%s.Networking.Network", kind);
         r = silo_net_netns_create(netns, err);
         if (r < 0)
                 return r;
@@ -130,7 +134,7 @@ int compute_network_attach(const char *id, const char *dir, json_t *doc, json_t 
         if (r < 0) {
                 silo_net_release(n, id, NULL);
                 silo_net_netns_remove(netns, NULL);
-                return silo_error_prefix(err, "Container.Networking.Network %s", network);
+                return silo_error_prefix(err, "%s.Networking.Network %s", kind, network);
         }
         return 0;
 }

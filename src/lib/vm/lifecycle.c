@@ -312,6 +312,14 @@ static int take_network(struct vm_create *c, json_t **ret_networking, silo_error
 
 static int build_container(struct vm_create *c, const struct silo_create_options *opts, silo_error *err);
 
+static int utility_network(struct vm_create *c, silo_error *err)
+{
+        c->guest_config = json_deep_copy(c->spec->json);
+        if (!c->guest_config)
+                return silo_error_set(err, ENOMEM, "VM config");
+        return take_network(c, &c->shim.utility_networking, err);
+}
+
 /* Everything but the shim itself: images, Create request, terminal, socket. */
 static int build_shim_config(struct vm_create *c, const struct silo_create_options *opts, silo_error *err)
 {
@@ -324,8 +332,9 @@ static int build_shim_config(struct vm_create *c, const struct silo_create_optio
                 .mem_mb = s->params.mem_mb, .cpus = s->params.cpus, .accel = s->params.accel,
                 .debug_console = s->params.debug, .extra_cmdline = s->params.extra_cmdline, .tap_fd = -1,
         };
-        /* A utility VM has no container of its own: only the socket. */
-        int r = s->utility ? 0 : build_container(c, opts, err);
+        /* A utility VM has no container of its own: its network (if its
+         * config joins a namespace) and the socket. */
+        int r = s->utility ? utility_network(c, err) : build_container(c, opts, err);
         if (r < 0)
                 return r;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -388,6 +397,7 @@ static void create_done(struct vm_create *c)
                 silo_vm_mappings_done(c->mappings);
         free(c->mappings);
         json_decref(s->create_body);
+        json_decref(s->utility_networking);
         json_decref(c->guest_config);
         silo_closep(&c->statefd);
         silo_closep(&c->rootfd);
@@ -778,6 +788,49 @@ static int check_host(const struct silo_runtime *rt, const char *host_id, silo_e
         return 0;
 }
 
+/* A utility VM on a network (its config joins a network namespace, whose
+ * interface became its NIC) is its containers' network, as a pod's sandbox
+ * is: they use the VM's network stack (no network namespace of their own)
+ * and get its /etc/hosts and /etc/resolv.conf, read-only. */
+static int share_host_network(const struct silo_runtime *rt, const char *host_id, json_t *guest_config,
+                              silo_error *err)
+{
+        _cleanup_json_ json_t *host = NULL;
+        int r = silo_container_config(rt, host_id, &host, err);
+        if (r < 0)
+                return r;
+        bool networked = false;
+        json_t *hns = json_object_get(json_object_get(host, "linux"), "namespaces");
+        for (size_t i = 0; json_is_array(hns) && i < json_array_size(hns); i++) {
+                json_t *ns = json_array_get(hns, i);
+                networked |= !strcmp(json_string_value(json_object_get(ns, "type")) ?: "", "network") &&
+                             json_is_string(json_object_get(ns, "path"));
+        }
+        if (!networked)
+                return 0;
+        json_t *nss = json_object_get(json_object_get(guest_config, "linux"), "namespaces");
+        for (size_t i = 0; json_is_array(nss) && i < json_array_size(nss); i++)
+                if (!strcmp(json_string_value(json_object_get(json_array_get(nss, i), "type")) ?: "", "network")) {
+                        json_array_remove(nss, i);
+                        break;
+                }
+        json_t *mounts = json_object_get(guest_config, "mounts"), *hm = json_object_get(host, "mounts");
+        if (!json_is_array(mounts)) {
+                mounts = json_array();
+                json_object_set_new(guest_config, "mounts", mounts);
+        }
+        for (size_t i = 0; json_is_array(hm) && i < json_array_size(hm); i++) {
+                json_t *m = json_array_get(hm, i);
+                const char *dst = json_string_value(json_object_get(m, "destination"));
+                const char *src = json_string_value(json_object_get(m, "source"));
+                if (dst && src && src[0] == '/' && (!strcmp(dst, "/etc/hosts") || !strcmp(dst, "/etc/resolv.conf")))
+                        json_array_append_new(mounts, json_pack("{s:s, s:s, s:s, s:[s, s]}", "destination", dst,
+                                                                "type", "bind", "source", src, "options", "rbind",
+                                                                "ro"));
+        }
+        return 0;
+}
+
 /* A container in a running utility VM (annotation io.silo.vm.host): no VM
  * of its own.  Its root (and its read-only mapped directories) become
  * erofs images that the VM's shim uploads as layers; the shim creates the
@@ -838,6 +891,9 @@ static int hosted_create(const struct silo_runtime *rt, const char *id, const st
         json_t *nss = json_object_get(json_object_get(c.guest_config, "linux"), "namespaces");
         for (size_t i = 0; json_is_array(nss) && i < json_array_size(nss); i++)
                 json_object_del(json_array_get(nss, i), "path");
+        r = share_host_network(rt, host_id, c.guest_config, err);
+        if (r < 0)
+                goto fail;
         _cleanup_json_ json_t *mapped = NULL;
         r = silo_vm_map_binds(rt, c.guest_config, c.bundle, prefix, c.mappings, &mapped, err);
         if (r < 0)

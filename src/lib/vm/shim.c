@@ -856,6 +856,16 @@ static int boot(struct shim *sh, silo_error *err)
         /* QEMU has them now; the tap must not outlive it in us. */
         silo_closep(&cfg->vm.rootfs_fd);
         silo_closep(&cfg->vm.tap_fd);
+        if (cfg->utility && cfg->utility_networking) {
+                /* Its NIC, before any container: they all share it. */
+                _cleanup_json_ json_t *body = json_pack("{sssssO}", "ResourceType", "Network", "RequestType", "Add",
+                                                        "Settings", cfg->utility_networking);
+                int r = body ? silo_vm_session_request(&sh->s, SILO_VM_OP_MODIFY_SETTINGS, body, REQUEST_TIMEOUT_MS,
+                                                       NULL, err)
+                             : silo_error_set(err, ENOMEM, "ModifySettings");
+                if (r < 0)
+                        return r;
+        }
         if (cfg->utility)
                 return 0;       /* containers come later, through vm.sock */
         _cleanup_json_ json_t *resp = NULL;

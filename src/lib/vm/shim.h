@@ -17,6 +17,7 @@ struct silo_vm_shim_config {
         json_t *create_body;            /* the Create request; NULL for a utility VM */
         bool utility;                   /* a utility VM: hosts containers created later through vm.sock */
         bool stop_when_empty;           /* utility: power off when the last hosted container is gone */
+        json_t *utility_networking;     /* utility: its NIC's settings (ModifySettings Network), or NULL */
         struct silo_vm_mappings *mappings;
         int listen_fd;                  /* vm.sock */
         int ready_fd;                   /* gets "O" once created, or "E<message>" */
