@@ -34,6 +34,10 @@ fi
 # utility VM's uploaded layers), the container's NIC (virtio_net, with
 # failover and net_failover as its dependencies).
 wanted="virtio_mmio virtio_console virtio_blk virtio_balloon virtio_net loop erofs overlay"
+# Loaded by the agent only when a container has read-write mapped directories
+# (FUSE, docs/VM.md): a loaded module costs guest memory.  Modules without
+# dependencies only.
+on_demand="fuse"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -53,6 +57,17 @@ for m in $wanted; do
                 esac
                 echo "$name" >> "$tmp/lib/modules/modules.order"
         done
+done
+mkdir -p "$tmp/lib/modules/on-demand"
+for m in $on_demand; do
+        path=$(/sbin/modprobe -S "$kver" --show-depends "$m" | awk '$1 == "insmod" { p = $2 } END { print p }')
+        out="$tmp/lib/modules/on-demand/$m.ko"
+        case "$path" in
+        *.ko) cp "$path" "$out" ;;
+        *.ko.xz) xz -dc "$path" > "$out" ;;
+        *.ko.zst) zstd -qdc "$path" > "$out" ;;
+        *) echo "mkinitramfs.sh: module $m not found for $kver" >&2; exit 1 ;;
+        esac
 done
 install -m 0755 "$agent" "$tmp/init"
 

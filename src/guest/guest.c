@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fuse.h"
 #include "layers.h"
 #include "net.h"
 #include "process/container.h"
@@ -80,8 +81,6 @@ struct ctr {
         int go_fd;              /* init: write a byte to start, close to abandon */
         int status_fd;          /* init: "O" or "E<message>" after create and after start */
         unsigned seq;           /* hosted: its directory HOSTED_DIR/<seq> */
-        unsigned n_mapped;
-        bool mapped_rw[MAX_MAPPED];
 };
 
 struct agent {
@@ -204,6 +203,8 @@ static void load_modules(void)
                 if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
                         logmsg("silo-guest: load %s: %m", line);
                 close(fd);
+                /* The initramfs is guest memory: a loaded module's file is dead weight. */
+                unlink(path);
         }
         fclose(f);
 }
@@ -437,8 +438,9 @@ static void unmount_rootfs(const struct ctr *c)
         rmdir(path);
 }
 
-/* Mapped directories: disk i is mounted at MAPPED_DIR/i; the host already
- * pointed the bind mounts of the config there.  (A hosted container's
+/* Read-only mapped directories: disk i is mounted at MAPPED_DIR/i; the host
+ * already pointed the bind mounts of the config there (read-write ones are
+ * live shares, fuse.c).  (A hosted container's
  * read-only mapped directories are uploaded layers the host pointed its
  * binds at: nothing to do here.) */
 static int mount_mapped(struct ctr *c, json_t *mapped, char *errbuf, size_t errlen)
@@ -457,18 +459,15 @@ static int mount_mapped(struct ctr *c, json_t *mapped, char *errbuf, size_t errl
         for (size_t i = 0; i < json_array_size(mapped); i++) {
                 json_t *m = json_array_get(mapped, i);
                 const char *serial = json_string_value(json_object_get(m, "Serial"));
-                bool ro = json_is_true(json_object_get(m, "ReadOnly"));
                 if (!serial || strlen(serial) > 20) {
                         snprintf(errbuf, errlen, "MappedDirectories[%zu].Serial: expected a short string", i);
                         return -EINVAL;
                 }
                 char target[64];
                 snprintf(target, sizeof(target), MAPPED_DIR "/%zu", i);
-                int r = mount_disk(serial, target, ro, errbuf, errlen);
+                int r = mount_disk(serial, target, true, errbuf, errlen);
                 if (r < 0)
                         return r;
-                c->mapped_rw[i] = !ro;
-                c->n_mapped = (unsigned) i + 1;
         }
         return 0;
 }
@@ -687,6 +686,8 @@ static int create_container(struct agent *a, struct ctr *c, json_t *b, char *err
         if (r < 0)
                 return r;
         r = mount_mapped(c, json_object_get(b, "MappedDirectories"), errbuf, errlen);
+        if (r == 0 && json_is_true(json_object_get(b, "Shares")))
+                r = guest_share_mount(errbuf, errlen);
         if (r < 0)
                 return r;
         char bundle[128], config[160], console_buf[64];
@@ -1031,9 +1032,9 @@ static json_t *properties(const struct ctr *c)
         return r;
 }
 
-/* Everything stops; writable mapped disks are flushed before the power-off
- * (they have no journal: the host reads them back after QEMU exits). */
-static __attribute__((noreturn)) void shutdown_guest(struct agent *a, bool graceful)
+/* Everything stops, then the power-off (read-write mapped directories are
+ * live shares: nothing to flush for the host). */
+static __attribute__((noreturn)) void shutdown_guest(bool graceful)
 {
         if (graceful) {
                 kill(-1, SIGTERM);
@@ -1044,15 +1045,6 @@ static __attribute__((noreturn)) void shutdown_guest(struct agent *a, bool grace
         while (now_ms() < deadline && (waitpid(-1, NULL, WNOHANG) >= 0 || errno != ECHILD))
                 usleep(5000);
         sync();
-        for (int k = 0; k < MAX_CONTAINERS; k++) {
-                const struct ctr *c = &a->ctrs[k];
-                for (unsigned i = 0; c->id[0] && !c->hosted && i < c->n_mapped; i++) {
-                        char target[64];
-                        snprintf(target, sizeof(target), MAPPED_DIR "/%u", i);
-                        if (c->mapped_rw[i] && umount2(target, 0) < 0)
-                                umount2(target, MNT_DETACH);
-                }
-        }
         power_off();
 }
 
@@ -1354,7 +1346,7 @@ static void handle_request(struct agent *a, struct silo_vm_msg *m)
                         return;
                 }
                 respond(a, m->type, m->id, 0, NULL, NULL);
-                shutdown_guest(a, op == SILO_VM_OP_SHUTDOWN_GRACEFUL);
+                shutdown_guest(op == SILO_VM_OP_SHUTDOWN_GRACEFUL);
         }
         default:
                 respond_error(a, m->type, m->id, ENOTSUP, "operation not supported");

@@ -485,7 +485,15 @@ def test_vm_memory_limit_is_enforced_in_the_guest(vm):
     assert int(lines[3].split()[1]) >= 1, lines
 
 
+def sha256(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def test_vm_mapped_directories(vm, tmp_path):
+    # Read-only binds are erofs snapshots; read-write binds are live shares (FUSE in the guest,
+    # served by the shim): each change shows on the other side while the container runs.
     ro = tmp_path / "ro"
     ro.mkdir()
     (ro / "data").write_text("read-only data\n")
@@ -495,22 +503,84 @@ def test_vm_mapped_directories(vm, tmp_path):
     (rw / "sub").mkdir()
     f = tmp_path / "single.conf"
     f.write_text("a file\n")
+    rwfile = tmp_path / "rw.conf"
+    rwfile.write_text("line1\n")
+    secret = tmp_path / "host-secret"
+    secret.write_text("host only\n")
+    os.symlink(str(secret), rw / "hostlink")
+    big = os.urandom(20 << 20)
+    (rw / "big.bin").write_bytes(big)
     vm.config["mounts"] += [
         {"destination": "/mnt/ro", "type": "bind", "source": str(ro), "options": ["rbind", "ro"]},
         {"destination": "/mnt/rw", "type": "bind", "source": str(rw), "options": ["rbind", "rw"]},
         {"destination": "/etc/single.conf", "type": "bind", "source": str(f), "options": ["bind", "ro"]},
+        {"destination": "/etc/rw.conf", "type": "bind", "source": str(rwfile), "options": ["bind", "rw"]},
     ]
-    r = vm.run("/bin/sh", "-c", "cat /mnt/ro/data /etc/single.conf; touch /mnt/ro/x 2>/dev/null || echo ro-denied; "
-               "cat /mnt/rw/existing; echo new > /mnt/rw/created; echo changed > /mnt/rw/existing; "
-               "echo deep > /mnt/rw/sub/file; ls /mnt/rw")
+    caps = ["CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE"]
+    vm.config["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+    vm.write(["/bin/sleep", "1000"])
+    assert vm.rt("run", "--detach", "--bundle", str(vm.path), "vmt").returncode == 0
+    procs = shim_and_qemu(vm)
+
+    def sh(script, user=None):
+        r = vm.rt("exec", *(["--user", user] if user else []), "vmt", "/bin/sh", "-c", script)
+        assert r.returncode == 0, (script, r.stdout, r.stderr)
+        return r.stdout
+
+    try:
+        out = sh("cat /mnt/ro/data /etc/single.conf; touch /mnt/ro/x 2>/dev/null || echo ro-denied; "
+                 "cat /mnt/rw/existing /etc/rw.conf")
+        assert out.splitlines() == ["read-only data", "a file", "ro-denied", "old", "line1"], out
+        # guest -> host, each change at once: create, overwrite, nested directories, rename, delete.
+        sh("echo new > /mnt/rw/created; echo changed > /mnt/rw/existing; mkdir -p /mnt/rw/d1/d2; "
+           "echo deep > /mnt/rw/d1/d2/f; echo line2 >> /etc/rw.conf")
+        assert (rw / "created").read_text() == "new\n"
+        assert (rw / "existing").read_text() == "changed\n"
+        assert (rw / "d1" / "d2" / "f").read_text() == "deep\n"
+        assert rwfile.read_text() == "line1\nline2\n"
+        sh("mv /mnt/rw/created /mnt/rw/renamed; mv /mnt/rw/d1 /mnt/rw/sub/moved")
+        assert not (rw / "created").exists() and (rw / "renamed").read_text() == "new\n"
+        assert (rw / "sub" / "moved" / "d2" / "f").read_text() == "deep\n"
+        sh("rm /mnt/rw/renamed; rm -r /mnt/rw/sub/moved")
+        assert sorted(os.listdir(rw)) == ["big.bin", "existing", "hostlink", "sub"]
+        assert os.listdir(rw / "sub") == []
+        # host -> guest: a new file, and new contents of a file the guest read before.
+        (rw / "fromhost").write_text("hello from the host\n")
+        (rw / "existing").write_text("host rewrote it\n")
+        assert sh("cat /mnt/rw/fromhost /mnt/rw/existing; ls /mnt/rw") == (
+            "hello from the host\nhost rewrote it\nbig.bin\nexisting\nfromhost\nhostlink\nsub\n")
+        # Ownership and modes: root's chown/chmod reach the host; a file made by user 1000 is
+        # 1000's on the host; the guest's kernel enforces the modes for that user.
+        sh("chown 1234:5678 /mnt/rw/existing; chmod 640 /mnt/rw/existing; mkdir /mnt/rw/home; "
+           "chown 1000:1000 /mnt/rw/home")
+        st = os.stat(rw / "existing")
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 5678, 0o640)
+        out = sh("echo mine > /mnt/rw/home/f; cat /mnt/rw/existing 2>/dev/null || echo denied", user="1000:1000")
+        assert out == "denied\n", out
+        st = os.stat(rw / "home" / "f")
+        assert (st.st_uid, st.st_gid) == (1000, 1000)
+        # Symlinks: made in the guest, a symlink on the host (not followed there); one made on
+        # the host resolves inside the guest, never to the host's file.
+        sh("ln -s /etc/passwd /mnt/rw/link; ln /mnt/rw/fromhost /mnt/rw/hard")
+        assert os.readlink(rw / "link") == "/etc/passwd"
+        assert os.stat(rw / "hard").st_ino == os.stat(rw / "fromhost").st_ino
+        out = vm.rt("exec", "vmt", "/bin/cat", "/mnt/rw/hostlink")
+        assert "host only" not in out.stdout and out.returncode != 0, out
+        assert sh("readlink /mnt/rw/hostlink") == str(secret) + "\n"
+        # `..` of the bind is the container's /mnt, not the host's parent directory.
+        assert sh("ls /mnt/rw/..; ls /mnt/rw/../..//mnt/rw/../") == "ro\nrw\nro\nrw\n"
+        # 20 MiB each way, through the page cache and the 128 KiB messages.
+        assert sh("sha256sum /mnt/rw/big.bin").split()[0] == sha256(rw / "big.bin")
+        sh("cp /mnt/rw/big.bin /mnt/rw/copy.bin; sync")
+        assert (rw / "copy.bin").read_bytes() == big
+    finally:
+        r = vm.rt("delete", "--force", "vmt")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[:4] == ["read-only data", "a file", "ro-denied", "old"], r.stdout
-    # Read-write: the guest's changes are in the host directory once the container stopped.
-    assert (rw / "created").read_text() == "new\n"
-    assert (rw / "existing").read_text() == "changed\n"
-    assert (rw / "sub" / "file").read_text() == "deep\n"
-    assert not (rw / "lost+found").exists()
+    assert wait_gone(procs) == []
     assert sorted(os.listdir(ro)) == ["data"]
+    # Nothing the share made outlives it: the files are the container's, left as it left them.
+    assert sorted(os.listdir(rw)) == ["big.bin", "copy.bin", "existing", "fromhost", "hard", "home", "hostlink",
+                                      "link", "sub"]
 
 
 # ---- the container's network namespace becomes the VM's NIC (docs/VM.md, "Networking") ----
@@ -722,6 +792,42 @@ elif mode in ("stdiobad", "stdiounknown"):
         os.write(ctl, frame(0x30100001, 0, b'{"ProcessId":5,"ExitCode":3}'))
     else:
         os.write(stdio, struct.pack("<II", 4 * 5 + 1, 0xffffffff) + b"x" * 64)
+elif mode.startswith("fs"):
+    # The share's port (the sixth): garbage once the container runs.
+    t, i = read_request()
+    os.write(ctl, frame(RESP | 1, i, b'{"Result":0,"Version":1}'))
+    t, i = read_request()                     # Create
+    os.write(ctl, frame(RESP | 2, i, b'{"Result":0,"ProcessId":5}'))
+    t, i = read_request()                     # Start
+    os.write(ctl, frame(RESP | 3, i, b'{"Result":0,"ProcessId":5}'))
+    fs = fds[5]
+    def fuse(opcode, body, unique=1, nodeid=1, length=None):
+        return struct.pack("<IIQQIIIHH", 40 + len(body) if length is None else length, opcode, unique, nodeid,
+                           0, 0, 0, 0, 0) + body
+    init = fuse(26, struct.pack("<IIII", 7, 37, 65536, 0) + b"\0" * 48)
+    if mode == "fshuge":
+        os.write(fs, fuse(1, b"x\0", length=0xfffffff0))
+    elif mode == "fsshort":
+        os.write(fs, struct.pack("<I", 12) + b"\0" * 60)
+    elif mode == "fsrandom":
+        random.seed(11)
+        os.write(fs, init + bytes(random.getrandbits(8) for _ in range(8192)))
+    elif mode == "fsbeforeinit":
+        os.write(fs, fuse(1, b"etc\0"))
+    elif mode == "fsnoname":
+        os.write(fs, init + fuse(1, b"abc", unique=2))
+    elif mode == "fsnoread":
+        # Requests whose replies nobody reads: the shim stops taking requests, never blocks,
+        # and still hears the container's exit.
+        os.set_blocking(fs, False)
+        msgs = init + b"".join(fuse(3, b"\0" * 16, unique=n) for n in range(2, 20000))
+        try:
+            while msgs:
+                msgs = msgs[os.write(fs, msgs):]
+        except BlockingIOError:
+            pass
+        time.sleep(0.5)
+        os.write(ctl, frame(0x30100001, 0, b'{"ProcessId":5,"ExitCode":3}'))
 elif mode == "createpid":
     t, i = read_request()
     os.write(ctl, frame(RESP | 1, i, b'{"Result":0,"Version":1}'))
@@ -745,6 +851,13 @@ def fake_qemu(tmp_path):
     return str(path)
 
 
+def with_rw_bind(vm, tmp_path):
+    """A read-write bind: the VM gets the share port (silo.fs)."""
+    (tmp_path / "shared").mkdir()
+    vm.config["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(tmp_path / "shared"),
+                                "options": ["rbind", "rw"]})
+
+
 @pytest.mark.parametrize("mode,expect", [
     ("random", "guest channel"),
     ("huge", "size out of bounds"),
@@ -759,8 +872,16 @@ def fake_qemu(tmp_path):
     ("createpid", "ProcessId"),
     # After start the shim owns the channels: a broken stdio frame ends the VM (exit 255, why).
     ("stdiobad", "guest stdio frame"),
+    # The live shares' port: a broken FUSE message ends the VM the same way.
+    ("fshuge", "guest fs port: message of"),
+    ("fsshort", "guest fs port: message of 12 bytes"),
+    ("fsrandom", "guest fs port"),
+    ("fsbeforeinit", "request before INIT"),
+    ("fsnoname", "not NUL-terminated"),
 ])
-def test_vm_hostile_guest(vm, fake_qemu, mode, expect):
+def test_vm_hostile_guest(vm, fake_qemu, mode, expect, tmp_path):
+    if mode.startswith("fs"):
+        with_rw_bind(vm, tmp_path)
     vm.write(["/bin/true"])
     t0 = time.monotonic()
     p = subprocess.Popen(vm.argv(), env=dict(vm.env, SILO_VM_QEMU=fake_qemu, FAKE_GUEST_MODE=mode,
@@ -780,13 +901,23 @@ def test_vm_hostile_guest(vm, fake_qemu, mode, expect):
     no_sanitizer_report(err)
     # An error, not a crash: 1 when create or start failed, 255 when the VM failed while the
     # container ran (the stdio frame races with the start request).
-    assert p.returncode in ((1, 255) if mode.startswith("stdio") else (1,)), (p.returncode, err)
+    assert p.returncode in ((1, 255) if mode.startswith(("stdio", "fs")) else (1,)), (p.returncode, err)
     assert re.search(expect, err), err
     assert time.monotonic() - t0 < 15
     # Whatever the guest sent, our terminal never sees raw control characters from it.
     assert "\x1b" not in err and "\x07" not in err
     assert len(err) < 4096
     assert wait_gone(fakes, 5) == []
+
+
+def test_vm_guest_not_reading_share_replies_does_not_stall_the_shim(vm, fake_qemu, tmp_path):
+    with_rw_bind(vm, tmp_path)
+    vm.write(["/bin/true"])
+    r = subprocess.run(vm.argv(), env=dict(vm.env, SILO_VM_QEMU=fake_qemu, FAKE_GUEST_MODE="fsnoread",
+                                           SILO_VM_ACCEL="tcg", SILO_VM_BOOT_TIMEOUT_MS="1500"),
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    no_sanitizer_report(r.stderr)
+    assert r.returncode == 3, r.stderr
 
 
 def test_vm_guest_output_for_unknown_processes_is_dropped(vm, fake_qemu):

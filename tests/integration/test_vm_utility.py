@@ -93,12 +93,28 @@ def test_utility_vm_hosts_several_containers(vm, tmp_path):
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["data"]["pids"]["current"] >= 1
 
-    # A read-write bind cannot reach a running VM: refused, nothing left.
-    rw = dict(ro, options=["rbind"])
-    b = write_bundle(tmp_path / "c3", hosted_config(vm, "uvm", "c3", ["/bin/true"], [rw]))
-    r = vm.rt("create", "--bundle", b, "c3", stdout=None, stderr=None, capture_output=True)
-    assert r.returncode != 0 and "read-only only" in r.stderr, r.stderr
-    assert vm.rt("state", "c3").returncode != 0
+    # Read-write binds are live shares of the VM (its FUSE root gets the container's entries).
+    rwdir = tmp_path / "rw"
+    rwdir.mkdir()
+    rwfile = tmp_path / "rw.conf"
+    rwfile.write_text("one\n")
+    rw = [{"destination": "/rw", "type": "bind", "source": str(rwdir), "options": ["rbind"]},
+          {"destination": "/etc/rw.conf", "type": "bind", "source": str(rwfile), "options": ["bind", "rw"]}]
+    b = write_bundle(tmp_path / "c3", hosted_config(
+        vm, "uvm", "c3", ["/bin/sh", "-c", "echo from-c3 > /rw/out; echo two >> /etc/rw.conf; sleep 60"], rw))
+    r = vm.rt("create", "--bundle", b, "c3")
+    assert r.returncode == 0
+    assert vm.rt("start", "c3").returncode == 0
+    h.wait_for(lambda: (rwdir / "out").exists() and rwfile.read_text() == "one\ntwo\n", timeout=20,
+               what="the hosted container's writes on the host")
+    assert (rwdir / "out").read_text() == "from-c3\n"
+    (rwdir / "in").write_text("from the host\n")
+    r = vm.rt("exec", "c3", "/bin/sh", "-c", "cat /rw/in; mkdir /rw/d; mv /rw/out /rw/d/moved")
+    assert r.returncode == 0 and r.stdout == "from the host\n", (r.stdout, r.stderr)
+    assert (rwdir / "d" / "moved").read_text() == "from-c3\n"
+    # The other containers do not see c3's shares (they are not in their mounts).
+    r = vm.rt("exec", "c2", "/bin/sh", "-c", "ls /rw 2>&1; cat /etc/rw.conf 2>&1")
+    assert "from" not in r.stdout and "two" not in r.stdout, r.stdout
     # A host that is not there.
     b = write_bundle(tmp_path / "c4", hosted_config(vm, "nosuch", "c4", ["/bin/true"]))
     r = vm.rt("create", "--bundle", b, "c4", stdout=None, stderr=None, capture_output=True)
@@ -120,7 +136,9 @@ def test_utility_vm_hosts_several_containers(vm, tmp_path):
     while time.monotonic() < deadline and vm.state("c2")["status"] != "stopped":
         time.sleep(0.05)
     assert vm.state("c2")["status"] == "stopped"
-    for cid in ("c2", "uvm"):
+    for cid in ("c2", "c3"):
+        h.wait_for(lambda: vm.state(cid)["status"] == "stopped", timeout=10, what=f"{cid} stopped")
+    for cid in ("c2", "c3", "uvm"):
         assert vm.rt("delete", cid).returncode == 0
     for d in glob.glob(f"/sys/fs/cgroup/*/{uvm_cg.lstrip('/')}"):
         raise AssertionError(f"cgroup left: {d}")

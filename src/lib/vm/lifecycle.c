@@ -333,7 +333,9 @@ static int build_shim_config(struct vm_create *c, const struct silo_create_optio
                 .debug_console = s->params.debug, .extra_cmdline = s->params.extra_cmdline, .tap_fd = -1,
         };
         /* A utility VM has no container of its own: its network (if its
-         * config joins a namespace) and the socket. */
+         * config joins a namespace), the socket, and the share port for its
+         * containers' read-write binds. */
+        s->vm.fs_port = s->utility;
         int r = s->utility ? utility_network(c, err) : build_container(c, opts, err);
         if (r < 0)
                 return r;
@@ -367,11 +369,13 @@ static int build_container(struct vm_create *c, const struct silo_create_options
                 return r;
         s->mappings = c->mappings;
         for (unsigned i = 0; i < c->mappings->n; i++)
-                s->vm.disks[s->vm.n_disks++] = (struct silo_vm_disk) { .fd = c->mappings->m[i].fd,
-                                                                       .readonly = c->mappings->m[i].readonly };
-        s->create_body = json_pack("{ss sO sO sO}", "ContainerId", c->id, "Process",
+                if (!c->mappings->m[i].shared)
+                        s->vm.disks[s->vm.n_disks++] = (struct silo_vm_disk) { .fd = c->mappings->m[i].fd,
+                                                                               .readonly = true };
+        s->vm.fs_port = c->mappings->n_shares > 0;
+        s->create_body = json_pack("{ss sO sO sO sb}", "ContainerId", c->id, "Process",
                                    json_object_get(c->guest_config, "process"), "Spec", c->guest_config,
-                                   "MappedDirectories", mapped);
+                                   "MappedDirectories", mapped, "Shares", c->mappings->n_shares > 0);
         if (!s->create_body || (c->spec->hostname &&
                                 json_object_set_new(s->create_body, "HostName", json_string(c->spec->hostname)) < 0) ||
             (networking && json_object_set(s->create_body, "Networking", networking) < 0))
@@ -573,7 +577,7 @@ void silo_vm_container_before_delete(int statefd, const struct silo_state *st)
         /* A paused VM cannot power off: the teardown kills it. */
         if (status != SILO_STATUS_RUNNING && status != SILO_STATUS_CREATED)
                 return;
-        /* Let the shim power the guest off and copy mapped directories back. */
+        /* Let the shim power the guest off cleanly. */
         _cleanup_close_ int pidfd = silo_pidfd_open_checked(st->pid, st->pid_start, NULL);
         _cleanup_json_ json_t *req = api_req(st, "shutdown");
         if (pidfd >= 0 && req && api_call(statefd, req, 5000, NULL, NULL) == 0)
@@ -844,7 +848,7 @@ static int hosted_create(const struct silo_runtime *rt, const char *id, const st
         c.shim.listen_fd = c.shim.ready_fd = c.shim.tty_fd = -1;
         c.shim.vm.rootfs_fd = -1;
         _cleanup_close_ int hostfd = -1, conn = -1, image = -1;
-        _cleanup_json_ json_t *req = NULL, *reply = NULL, *layers = NULL;
+        _cleanup_json_ json_t *req = NULL, *reply = NULL, *layers = NULL, *shares = NULL;
         int r = prepare(&c, opts, err);
         if (r < 0)
                 goto fail;
@@ -884,7 +888,8 @@ static int hosted_create(const struct silo_runtime *rt, const char *id, const st
         c.guest_config = json_deep_copy(c.spec->json);
         c.mappings = calloc(1, sizeof(*c.mappings));
         layers = json_pack("[s]", rootfs_layer);
-        if (!c.guest_config || !c.mappings || !layers) {
+        shares = json_array();
+        if (!c.guest_config || !c.mappings || !layers || !shares) {
                 r = silo_error_set(err, ENOMEM, "VM config");
                 goto fail;
         }
@@ -904,8 +909,17 @@ static int hosted_create(const struct silo_runtime *rt, const char *id, const st
         int fds[3 + SILO_VM_MAX_DISKS + 1];
         size_t nfds = 0;
         fds[nfds++] = image;
+        /* The layers' images, then the shares' sources (the VM's shim serves them live). */
         for (unsigned i = 0; i < c.mappings->n; i++) {
+                if (c.mappings->m[i].shared)
+                        continue;
                 json_array_append_new(layers, json_string(c.mappings->m[i].layer));
+                fds[nfds++] = c.mappings->m[i].fd;
+        }
+        for (unsigned i = 0; i < c.mappings->n; i++) {
+                if (!c.mappings->m[i].shared)
+                        continue;
+                json_array_append_new(shares, json_string(c.mappings->m[i].share));
                 fds[nfds++] = c.mappings->m[i].fd;
         }
         if (c.spec->process.terminal) {
@@ -918,8 +932,8 @@ static int hosted_create(const struct silo_runtime *rt, const char *id, const st
                 fds[nfds++] = STDOUT_FILENO;
                 fds[nfds++] = STDERR_FILENO;
         }
-        req = json_pack("{sssssssOsO}", "Op", "create", "ContainerId", id, "RootfsLayer", rootfs_layer, "Spec",
-                        c.guest_config, "Layers", layers);
+        req = json_pack("{sssssssOsOsO}", "Op", "create", "ContainerId", id, "RootfsLayer", rootfs_layer, "Spec",
+                        c.guest_config, "Layers", layers, "Shares", shares);
         if (!req) {
                 r = silo_error_set(err, ENOMEM, "create");
                 goto fail;

@@ -1,9 +1,9 @@
-/* Mapped directories: the bind mounts of a VM container's config become
- * disk images on extra virtio-blk devices, since the guest kernel has no 9p
- * and the host no virtiofsd (docs/VM.md).  A read-only bind is an erofs
- * snapshot of the source; a read-write bind is an ext4 image (no journal)
- * that starts as a copy of the source and is copied back into it after
- * the VM stopped.  Each image is unlinked as soon as it is open. */
+/* Mapped directories: the bind mounts of a VM container's config.  The
+ * guest kernel has no 9p and the host no virtiofsd (docs/VM.md), so a
+ * read-only bind becomes an erofs snapshot of the source on an extra
+ * virtio-blk device (unlinked as soon as it is open), and a read-write bind
+ * a live share: an entry of the guest's FUSE mount served by the shim from
+ * an O_PATH fd on the source (share.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -16,10 +16,9 @@
 #include <unistd.h>
 
 #include "util/cleanup.h"
+#include "vm/share.h"
 #include "vm/vm.h"
 
-#define RW_IMAGE_MIN_BYTES (1024ll * 1024 * 1024)      /* sparse: costs only what is written */
-#define TREE_WALK_MAX_ENTRIES 200000
 
 int silo_vm_run_tool(char *const argv[], int keep_fd, silo_error *err)
 {
@@ -70,43 +69,19 @@ static void remove_tree(const char *path)
         silo_vm_run_tool(argv, -1, NULL);
 }
 
-static __thread long long walk_bytes;
-static __thread long walk_entries;
-
-static int add_size(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-        (void) path, (void) type, (void) ftw;
-        walk_bytes += st->st_size + 4096;
-        return ++walk_entries > TREE_WALK_MAX_ENTRIES;
-}
-
-/* Builds the image of directory `source` and returns an open fd to it. */
-static int build_image(const char *source, bool readonly, int *ret_fd, silo_error *err)
+/* Builds the erofs image of directory `source` and returns an open fd to it. */
+static int build_image(const char *source, int *ret_fd, silo_error *err)
 {
         char dir[PATH_MAX], image[PATH_MAX + 8];
         int r = silo_vm_tempdir(dir, err);
         if (r < 0)
                 return r;
         snprintf(image, sizeof(image), "%s/image", dir);
-        if (readonly) {
-                char *const argv[] = { "mkfs.erofs", "--quiet", "-x-1", image, (char *) source, NULL };
-                r = silo_vm_run_tool(argv, -1, err);
-        } else {
-                walk_bytes = 0;
-                walk_entries = 0;
-                nftw(source, add_size, 32, FTW_PHYS | FTW_MOUNT);
-                long long size = 2 * walk_bytes > RW_IMAGE_MIN_BYTES ? 2 * walk_bytes : RW_IMAGE_MIN_BYTES;
-                char sizearg[32];
-                snprintf(sizearg, sizeof(sizearg), "%lldk", size / 1024);
-                /* No journal: the guest syncs before powering off and the host
-                 * reads the image back without replaying anything. */
-                char *const argv[] = { "mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-d", (char *) source, image,
-                                       sizearg, NULL };
-                r = silo_vm_run_tool(argv, -1, err);
-        }
+        char *const argv[] = { "mkfs.erofs", "--quiet", "-x-1", image, (char *) source, NULL };
+        r = silo_vm_run_tool(argv, -1, err);
         int fd = -1;
         if (r == 0) {
-                fd = open(image, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW);
+                fd = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
                 if (fd < 0)
                         r = silo_error_set(err, errno, "open %s", image);
         }
@@ -155,7 +130,7 @@ static int file_image(struct silo_vm_mapping *mp, silo_error *err)
         char *const argv[] = { "cp", "-a", "--", mp->host_path, copy, NULL };
         r = silo_vm_run_tool(argv, -1, err);
         if (r == 0)
-                r = build_image(dir, mp->readonly, &mp->fd, err);
+                r = build_image(dir, &mp->fd, err);
         remove_tree(dir);
         return r;
 }
@@ -173,11 +148,6 @@ static int map_one(const struct silo_runtime *rt, json_t *mounts, size_t i, cons
                                       SILO_VM_MAX_DISKS);
         struct silo_vm_mapping *mp = &maps->m[maps->n];
         *mp = (struct silo_vm_mapping) { .fd = -1, .readonly = is_readonly(m) };
-        /* A running utility VM takes read-only layers only: a writable
-         * disk cannot be added after boot. */
-        if (layer_prefix && !mp->readonly)
-                return silo_error_msg(err, EOPNOTSUPP, "mounts[%zu] (%s): a container in a shared utility VM can map "
-                                      "directories read-only only", i, dst);
         char joined[PATH_MAX];
         if (snprintf(joined, sizeof(joined), "%s/%s", src[0] == '/' ? "" : bundle, src) >= (int) sizeof(joined))
                 return silo_error_msg(err, ENAMETOOLONG, "mounts[%zu]: bind source too long", i);
@@ -197,30 +167,46 @@ static int map_one(const struct silo_runtime *rt, json_t *mounts, size_t i, cons
                 json_array_remove(mounts, i);
                 return 0;
         }
-        int r;
         if (S_ISREG(st.st_mode)) {
                 const char *slash = strrchr(mp->host_path, '/');
                 snprintf(mp->file_name, sizeof(mp->file_name), "%s", slash ? slash + 1 : mp->host_path);
                 mp->is_file = true;
-                r = file_image(mp, err);
-        } else {
-                r = build_image(mp->host_path, mp->readonly, &mp->fd, err);
         }
+        char guest_src[PATH_MAX + 64];
+        if (!mp->readonly) {
+                /* Live: the root entry is the directory, or the file itself. */
+                mp->fd = open(mp->host_path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                if (mp->fd < 0)
+                        return silo_error_set(err, errno, "mounts[%zu]: open %s", i, mp->host_path);
+                mp->shared = true;
+                if (layer_prefix)
+                        snprintf(mp->share, sizeof(mp->share), "%s.s%u", layer_prefix, maps->n_shares);
+                else
+                        snprintf(mp->share, sizeof(mp->share), "%u", maps->n_shares);
+                maps->n_shares++;
+                maps->n++;
+                snprintf(guest_src, sizeof(guest_src), SILO_VM_SHARE_DIR "/%s", mp->share);
+                if (json_object_set_new(m, "source", json_string(guest_src)) < 0)
+                        return silo_error_set(err, ENOMEM, "mapped directories");
+                return 0;
+        }
+        int r = mp->is_file ? file_image(mp, err) : build_image(mp->host_path, &mp->fd, err);
         if (r < 0)
                 return silo_error_prefix(err, "mounts[%zu]: mapping %s into the VM", i, mp->host_path);
-        unsigned idx = maps->n++;
-        char guest_src[PATH_MAX + 64], serial[32];
+        unsigned disk = maps->n_disks++;
+        maps->n++;
+        char serial[32];
         if (layer_prefix) {
-                snprintf(mp->layer, sizeof(mp->layer), "%s.map%u", layer_prefix, idx);
+                snprintf(mp->layer, sizeof(mp->layer), "%s.map%u", layer_prefix, disk);
                 snprintf(guest_src, sizeof(guest_src), SILO_VM_LAYERS_DIR "/%s%s%s", mp->layer,
                          mp->is_file ? "/" : "", mp->is_file ? mp->file_name : "");
         } else {
-                snprintf(guest_src, sizeof(guest_src), "/run/mapped/%u%s%s", idx, mp->is_file ? "/" : "",
+                snprintf(guest_src, sizeof(guest_src), "/run/mapped/%u%s%s", disk, mp->is_file ? "/" : "",
                          mp->is_file ? mp->file_name : "");
         }
-        snprintf(serial, sizeof(serial), SILO_VM_MAPPED_SERIAL "%u", idx);
+        snprintf(serial, sizeof(serial), SILO_VM_MAPPED_SERIAL "%u", disk);
         if (json_object_set_new(m, "source", json_string(guest_src)) < 0 ||
-            json_array_append_new(mapped, json_pack("{ss sb sI sI si}", "Serial", serial, "ReadOnly", mp->readonly,
+            json_array_append_new(mapped, json_pack("{ss sb sI sI si}", "Serial", serial, "ReadOnly", true,
                                                     "Uid", (json_int_t) st.st_uid, "Gid", (json_int_t) st.st_gid,
                                                     "Mode", (int) (st.st_mode & 07777))) < 0)
                 return silo_error_set(err, ENOMEM, "mapped directories");
@@ -230,7 +216,7 @@ static int map_one(const struct silo_runtime *rt, json_t *mounts, size_t i, cons
 int silo_vm_map_binds(const struct silo_runtime *rt, json_t *config, const char *bundle, const char *layer_prefix,
                       struct silo_vm_mappings *ret, json_t **ret_mapped, silo_error *err)
 {
-        ret->n = 0;
+        ret->n = ret->n_disks = ret->n_shares = 0;
         _cleanup_json_ json_t *mapped = json_array();
         if (!mapped)
                 return silo_error_set(err, ENOMEM, "mapped directories");
@@ -260,42 +246,5 @@ void silo_vm_mappings_done(struct silo_vm_mappings *m)
 {
         for (unsigned i = 0; i < m->n; i++)
                 silo_closep(&m->m[i].fd);
-        m->n = 0;
-}
-
-int silo_vm_mappings_copy_back(struct silo_vm_mappings *m, silo_error *err)
-{
-        int ret = 0;
-        for (unsigned i = 0; i < m->n; i++) {
-                struct silo_vm_mapping *mp = &m->m[i];
-                if (mp->readonly || mp->fd < 0)
-                        continue;
-                char dir[PATH_MAX] = "", image[64], cmd[PATH_MAX + 32], from[PATH_MAX + NAME_MAX + 2];
-                silo_error e = SILO_ERROR_INIT;
-                int r = silo_vm_tempdir(dir, &e);
-                if (r == 0) {
-                        snprintf(image, sizeof(image), "/proc/self/fd/%d", mp->fd);
-                        snprintf(cmd, sizeof(cmd), "rdump / %s", dir);
-                        char *const dump[] = { "debugfs", "-R", cmd, image, NULL };
-                        r = silo_vm_run_tool(dump, mp->fd, &e);
-                }
-                if (r == 0) {
-                        /* Adds and overwrites in place (bind semantics: the same inodes). */
-                        if (mp->is_file)
-                                snprintf(from, sizeof(from), "%s/%s", dir, mp->file_name);
-                        else
-                                snprintf(from, sizeof(from), "%s/.", dir);
-                        char lost[PATH_MAX + 16];
-                        snprintf(lost, sizeof(lost), "%s/lost+found", dir);
-                        rmdir(lost);
-                        char *const copy[] = { "cp", "-a", "--no-target-directory", "--", from, mp->host_path, NULL };
-                        r = silo_vm_run_tool(copy, -1, &e);
-                }
-                if (dir[0])
-                        remove_tree(dir);
-                if (r < 0 && ret == 0)
-                        ret = silo_error_msg(err, -r, "copying the VM's changes back to %s: %s", mp->host_path,
-                                             e.message);
-        }
-        return ret;
+        m->n = m->n_disks = m->n_shares = 0;
 }

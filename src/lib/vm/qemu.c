@@ -18,7 +18,7 @@
 
 #define QEMU_ARGV_MAX 160
 #define QEMU_ARG_BYTES 8192
-#define N_PORTS 5
+#define N_PORTS 6
 
 enum silo_vm_accel silo_vm_accel_from_string(const char *s)
 {
@@ -68,7 +68,8 @@ void silo_vm_destroy(struct silo_vm *vm)
         silo_closep(&vm->stderr_fd);
         silo_closep(&vm->stdio_fd);
         silo_closep(&vm->data_fd);
-        vm->pidfd = vm->control_fd = vm->stdout_fd = vm->stderr_fd = vm->stdio_fd = vm->data_fd = -1;
+        silo_closep(&vm->fs_fd);
+        vm->pidfd = vm->control_fd = vm->stdout_fd = vm->stderr_fd = vm->stdio_fd = vm->data_fd = vm->fs_fd = -1;
 }
 
 struct argv_builder {
@@ -118,7 +119,7 @@ static int build_argv(const struct silo_vm_config *cfg, const int guest_fds[N_PO
                       silo_error *err)
 {
         static const char *const port_names[N_PORTS] = { "silo.control", "silo.stdout", "silo.stderr", "silo.stdio",
-                                                         "silo.data" };
+                                                         "silo.data", "silo.fs" };
         bool kvm = cfg->accel == SILO_VM_ACCEL_KVM;
 
         arg(b, "%s", cfg->qemu ? cfg->qemu : "qemu-system-x86_64");
@@ -161,8 +162,11 @@ static int build_argv(const struct silo_vm_config *cfg, const int guest_fds[N_PO
             cfg->debug_console ? "loglevel=7" : "quiet", tsc, cfg->extra_cmdline ? " " : "",
             cfg->extra_cmdline ? cfg->extra_cmdline : "");
         arg(b, "-device");
+        /* The share port only when it may be used: every port costs the
+         * guest its receive buffers (half a MiB). */
+        int n_ports = cfg->fs_port ? N_PORTS : N_PORTS - 1;
         arg(b, "virtio-serial-device,max_ports=%d", N_PORTS + 1);     /* port 0 is the console's */
-        for (int i = 0; i < N_PORTS; i++) {
+        for (int i = 0; i < n_ports; i++) {
                 arg(b, "-chardev");
                 arg(b, "socket,id=port%d,fd=%d", i, guest_fds[i]);
                 arg(b, "-device");
@@ -257,7 +261,7 @@ int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_e
                 sigset_t all;
                 sigemptyset(&all);
                 sigprocmask(SIG_SETMASK, &all, NULL);
-                for (int i = 0; i < N_PORTS; i++)
+                for (int i = 0; i < (cfg->fs_port ? N_PORTS : N_PORTS - 1); i++)
                         fcntl(guest_fds[i], F_SETFD, 0);
                 if (cfg->rootfs_fd >= 0)
                         fcntl(cfg->rootfs_fd, F_SETFD, 0);
@@ -307,6 +311,9 @@ int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_e
         ret->stderr_fd = host_fds[2];
         ret->stdio_fd = host_fds[3];
         ret->data_fd = host_fds[4];
+        ret->fs_fd = host_fds[5];
+        if (!cfg->fs_port)
+                silo_closep(&ret->fs_fd);
         if (ret->pidfd < 0) {
                 r = silo_error_set(err, errno, "pidfd_open qemu");
                 silo_vm_destroy(ret);

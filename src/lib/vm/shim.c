@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/signalfd.h>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include "util/cleanup.h"
+#include "vm/share.h"
 #include "vm/shim.h"
 
 #define REQUEST_TIMEOUT_MS 30000
@@ -62,6 +64,8 @@ struct hosted {
         int standin_fd;                 /* write the exit code, then close */
         char layers[SILO_VM_MAX_DISKS + 1][SILO_VM_LAYER_NAME_MAX + 1];
         unsigned n_layers;
+        char shares[SILO_VM_MAX_DISKS][SILO_VM_SHARE_NAME_MAX + 1];      /* its live mapped directories */
+        unsigned n_shares;
 };
 
 struct shim {
@@ -72,6 +76,7 @@ struct shim {
         int clients[MAX_CLIENTS];
         struct shim_proc procs[MAX_PROCS];
         struct hosted hosted[MAX_HOSTED];
+        struct silo_vm_share *share;    /* the live mapped directories: "silo.fs" */
         uint32_t init_pid;
         bool started, stopping, graceful;
         bool hosted_ever;               /* a hosted container has come and gone */
@@ -85,7 +90,7 @@ struct shim {
         uint8_t api_buf[API_MSG_MAX];
 };
 
-enum { X_STDIO, X_LISTEN, X_CLIENT, X_PROC_IN, X_PROC_CLIENT };
+enum { X_STDIO, X_LISTEN, X_CLIENT, X_PROC_IN, X_PROC_CLIENT, X_FS };
 
 static int64_t now_ms(void)
 {
@@ -406,6 +411,9 @@ static int upload_layer(struct shim *sh, const char *name, int fd, silo_error *e
 
 static void remove_layers(struct shim *sh, struct hosted *h)
 {
+        for (unsigned i = 0; i < h->n_shares; i++)
+                silo_vm_share_remove(sh->share, h->shares[i]);
+        h->n_shares = 0;
         for (unsigned i = 0; i < h->n_layers; i++) {
                 _cleanup_json_ json_t *body = json_pack("{ssss s{ss}}", "ResourceType", "Layer", "RequestType",
                                                         "Remove", "Settings", "Name", h->layers[i]);
@@ -460,16 +468,18 @@ static void hosted_free(struct hosted *h, int exit_code)
 }
 
 /* {"Op": "create", "ContainerId", "Spec", "HostName", "RootfsLayer",
- * "Layers": [names]} with the layers' image fds, then the init's stdio (3
- * fds, or 1: a terminal).  Uploads the layers, creates the container in the
- * guest, answers {"Pid": <stand-in>}. */
+ * "Layers": [names], "Shares": [names]} with the layers' image fds, the
+ * shares' source fds, then the init's stdio (3 fds, or 1: a terminal).
+ * Uploads the layers, adds the shares to the VM's share root, creates the
+ * container in the guest, answers {"Pid": <stand-in>}. */
 static int api_create_hosted(struct shim *sh, int client, json_t *req, const char *cid, int *fds, size_t nfds,
                              silo_error *err)
 {
         json_t *spec = json_object_get(req, "Spec"), *layers = json_object_get(req, "Layers");
+        json_t *shares = json_object_get(req, "Shares");
         const char *rootfs = json_string_value(json_object_get(req, "RootfsLayer"));
         bool tty = json_is_true(json_object_get(json_object_get(spec, "process"), "terminal"));
-        size_t n_layers = json_array_size(layers), n_stdio = tty ? 1 : 3;
+        size_t n_layers = json_array_size(layers), n_shares = json_array_size(shares), n_stdio = tty ? 1 : 3;
         if (!sh->cfg->utility)
                 return silo_error_msg(err, EINVAL, "this VM is not a utility VM: it hosts its own container only");
         if (!cid || strlen(cid) >= sizeof(sh->hosted[0].id))
@@ -478,8 +488,9 @@ static int api_create_hosted(struct shim *sh, int client, json_t *req, const cha
         if (find_hosted(sh, cid))
                 return silo_error_msg(err, EEXIST, "container \"%s\" exists in this VM already", cid);
         if (!json_is_object(spec) || !rootfs || !json_is_array(layers) || n_layers < 1 ||
-            n_layers > SILO_VM_MAX_DISKS + 1 || nfds != n_layers + n_stdio)
-                return silo_error_msg(err, EINVAL, "create: expected a Spec, a RootfsLayer, Layers and their fds");
+            n_layers > SILO_VM_MAX_DISKS + 1 || (shares && !json_is_array(shares)) || n_shares > SILO_VM_MAX_DISKS ||
+            nfds != n_layers + n_shares + n_stdio)
+                return silo_error_msg(err, EINVAL, "create: expected a Spec, a RootfsLayer, Layers, Shares and their fds");
         struct hosted *h = NULL;
         for (int i = 0; !h && i < MAX_HOSTED; i++)
                 if (!sh->hosted[i].id[0])
@@ -498,10 +509,16 @@ static int api_create_hosted(struct shim *sh, int client, json_t *req, const cha
                 if (r == 0)
                         snprintf(h->layers[h->n_layers++], sizeof(h->layers[0]), "%s", name);
         }
+        for (size_t i = 0; i < n_shares && r == 0; i++) {
+                const char *name = json_string_value(json_array_get(shares, i));
+                r = silo_vm_share_add(sh->share, name, fds[n_layers + i], err);
+                if (r == 0)
+                        snprintf(h->shares[h->n_shares++], sizeof(h->shares[0]), "%s", name);
+        }
         _cleanup_json_ json_t *body = NULL, *resp = NULL;
         if (r == 0) {
-                body = json_pack("{sssbsOsOss}", "ContainerId", cid, "Hosted", 1, "Spec", spec, "Process",
-                                 json_object_get(spec, "process"), "RootfsLayer", rootfs);
+                body = json_pack("{sssbsOsOsssb}", "ContainerId", cid, "Hosted", 1, "Spec", spec, "Process",
+                                 json_object_get(spec, "process"), "RootfsLayer", rootfs, "Shares", n_shares > 0);
                 r = body ? silo_vm_session_request(&sh->s, SILO_VM_OP_CREATE, body, REQUEST_TIMEOUT_MS, &resp, err)
                          : silo_error_set(err, ENOMEM, "Create");
         }
@@ -527,7 +544,7 @@ static int api_create_hosted(struct shim *sh, int client, json_t *req, const cha
         h->init_pid = p->pid;
         p->tty = tty;
         p->held = true;
-        int *stdio = fds + n_layers;
+        int *stdio = fds + n_layers + n_shares;
         p->in_fd = stdio[0];
         p->out_fd = stdio[tty ? 0 : 1];
         p->err_fd = stdio[tty ? 0 : 2];
@@ -652,6 +669,10 @@ static void rebuild_extra(struct shim *sh)
         size_t n = 0;
         sh->extra[n] = (struct pollfd) { .fd = sh->vm.stdio_fd, .events = POLLIN };
         sh->extra_kind[n++] = X_STDIO;
+        /* Served even while a request waits: the guest's Create mounts
+         * the shares, and the container's create looks them up. */
+        sh->extra[n] = (struct pollfd) { .fd = sh->vm.fs_fd, .events = silo_vm_share_events(sh->share) };
+        sh->extra_kind[n++] = X_FS;
         sh->extra[n] = (struct pollfd) { .fd = sh->stopping ? -1 : sh->listen_fd, .events = POLLIN };
         sh->extra_kind[n++] = X_LISTEN;
         for (int i = 0; i < MAX_CLIENTS; i++) {
@@ -696,6 +717,10 @@ static int on_extra(void *userdata, bool in_request, silo_error *err)
                 switch (sh->extra_kind[i]) {
                 case X_STDIO:
                         if ((r = demux_output(sh, err)) < 0)
+                                return r;
+                        break;
+                case X_FS:
+                        if ((r = silo_vm_share_pump(sh->share, p->fd, err)) < 0)
                                 return r;
                         break;
                 case X_PROC_IN: {
@@ -818,6 +843,29 @@ static void check_winsizes(struct shim *sh, silo_error *err)
         }
 }
 
+/* The FUSE server of the live mapped directories, with the container's
+ * read-write binds as its first shares (a utility VM adds its hosted
+ * containers' later).  Each node is an fd: the soft fd limit goes up to
+ * the hard one. */
+static int start_share(struct shim *sh, silo_error *err)
+{
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        int r = silo_vm_share_new(0, &sh->share, err);
+        struct silo_vm_mappings *maps = sh->cfg->mappings;
+        for (unsigned i = 0; r == 0 && maps && i < maps->n; i++) {
+                struct silo_vm_mapping *mp = &maps->m[i];
+                if (!mp->shared)
+                        continue;
+                r = silo_vm_share_add(sh->share, mp->share, mp->fd, err);
+                silo_closep(&mp->fd);
+        }
+        return r;
+}
+
 static void ready(struct silo_vm_shim_config *cfg, const silo_error *e)
 {
         char buf[SILO_ERROR_MAX + 2];
@@ -926,6 +974,8 @@ __attribute__((noreturn)) void silo_vm_shim_main(struct silo_vm_shim_config *cfg
 
         int code = 255;
         int r = silo_vm_session_init(&sh->s, -1, &e);
+        if (r == 0)
+                r = start_share(sh, &e);
         if (r == 0) {
                 sh->s.stdout_out = STDOUT_FILENO;
                 sh->s.stderr_out = cfg->tty_fd >= 0 ? -1 : STDERR_FILENO;
@@ -973,15 +1023,16 @@ __attribute__((noreturn)) void silo_vm_shim_main(struct silo_vm_shim_config *cfg
                                 break;
                 }
                 _cleanup_json_ json_t *stop = cfg->utility ? json_object() : json_pack("{ss}", "ContainerId", cfg->id);
-                sh->s.n_extra = 0;
+                /* Only the shares from here: a process the guest kills may be waiting for one. */
+                sh->extra[0] = (struct pollfd) { .fd = sh->vm.fs_fd, .events = silo_vm_share_events(sh->share) };
+                sh->extra_kind[0] = X_FS;
+                sh->s.n_extra = 1;
                 if (stop)
                         silo_vm_session_request(&sh->s, sh->graceful ? SILO_VM_OP_SHUTDOWN_GRACEFUL
                                                                      : SILO_VM_OP_SHUTDOWN_FORCED,
                                                 stop, SHUTDOWN_TIMEOUT_MS, NULL, NULL);
+                sh->s.n_extra = 0;
                 silo_vm_stop(&sh->vm, SHUTDOWN_TIMEOUT_MS);
-                /* Only a guest that powered off cleanly flushed its disks. */
-                if (cfg->mappings && silo_vm_mappings_copy_back(cfg->mappings, &e) < 0)
-                        dprintf(STDERR_FILENO, "silo: %s\n", e.message);
         } else {
                 silo_vm_destroy(&sh->vm);
                 if (cfg->tty_fd < 0)
@@ -994,11 +1045,14 @@ __attribute__((noreturn)) void silo_vm_shim_main(struct silo_vm_shim_config *cfg
 int silo_vm_shim_keep_fds(const struct silo_vm_shim_config *cfg, int *keep, size_t max)
 {
         size_t n = 0;
-        int want[5 + SILO_VM_MAX_DISKS] = { cfg->listen_fd, cfg->ready_fd, cfg->tty_fd, cfg->vm.rootfs_fd,
-                                            cfg->vm.tap_fd };
+        int want[5 + 2 * SILO_VM_MAX_DISKS] = { cfg->listen_fd, cfg->ready_fd, cfg->tty_fd, cfg->vm.rootfs_fd,
+                                                cfg->vm.tap_fd };
         size_t k = 5;
         for (unsigned i = 0; i < cfg->vm.n_disks; i++)
                 want[k++] = cfg->vm.disks[i].fd;
+        for (unsigned i = 0; cfg->mappings && i < cfg->mappings->n; i++)
+                if (cfg->mappings->m[i].shared)
+                        want[k++] = cfg->mappings->m[i].fd;
         for (size_t i = 0; i < k && n < max; i++)
                 if (want[i] >= 0)
                         keep[n++] = want[i];
@@ -1007,7 +1061,7 @@ int silo_vm_shim_keep_fds(const struct silo_vm_shim_config *cfg, int *keep, size
 
 void silo_vm_shim_close_others(const struct silo_vm_shim_config *cfg)
 {
-        int keep[5 + SILO_VM_MAX_DISKS];
+        int keep[5 + 2 * SILO_VM_MAX_DISKS];
         int n = silo_vm_shim_keep_fds(cfg, keep, sizeof(keep) / sizeof(keep[0]));
         close_all_but(keep, (size_t) n);
 }

@@ -2,7 +2,8 @@
  * driven by the silo-guest agent over the framed protocol of vm/proto.h.
  *
  * Devices: virtio-serial ports "silo.control" (protocol), "silo.stdout" and
- * "silo.stderr" (the process's output, raw bytes), each a socketpair whose
+ * "silo.stderr" (the process's output, raw bytes), "silo.stdio", "silo.data"
+ * and, with live shares, "silo.fs" (share.h), each a socketpair whose
  * other end QEMU inherits; a read-only virtio-blk rootfs image.  QEMU dies
  * with its parent (PR_SET_PDEATHSIG) and the image is unlinked before QEMU
  * starts, so nothing outlives a run even if the caller is SIGKILLed. */
@@ -82,6 +83,7 @@ struct silo_vm_config {
         bool debug_console;             /* guest console to our stderr instead of nowhere */
         const char *extra_cmdline;      /* appended to the kernel command line, may be NULL */
         int tap_fd;                     /* the container's network (net.c), -1: no NIC */
+        bool fs_port;                   /* the "silo.fs" port: live shares (read-write binds, utility VMs) */
         char mac[18];                   /* the guest NIC's MAC, with tap_fd */
         unsigned mtu;                   /* the guest NIC's MTU, with tap_fd */
 };
@@ -94,11 +96,12 @@ struct silo_vm {
         int stderr_fd;
         int stdio_fd;                   /* the multiplexed "silo.stdio" port, non-blocking */
         int data_fd;                    /* "silo.data": layer uploads to a utility VM, non-blocking */
+        int fs_fd;                      /* "silo.fs": FUSE messages of the live shares (share.h), non-blocking */
         enum silo_vm_accel accel;
 };
 
 #define SILO_VM_INIT { .pid = 0, .pidfd = -1, .control_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .stdio_fd = -1, \
-                       .data_fd = -1 }
+                       .data_fd = -1, .fs_fd = -1 }
 
 int silo_vm_launch(const struct silo_vm_config *cfg, struct silo_vm *ret, silo_error *err);
 /* Kills QEMU if still running, reaps it, closes everything; idempotent. */
@@ -186,7 +189,8 @@ int silo_vm_run_tool(char *const argv[], int keep_fd, silo_error *err);
 /* A fresh private directory under $TMPDIR (or /tmp); ret[0] = 0 on failure. */
 int silo_vm_tempdir(char ret[PATH_MAX], silo_error *err);
 
-/* Mapped directories (mapped.c): each bind mount becomes a disk image. */
+/* Mapped directories (mapped.c): a read-only bind mount becomes a disk
+ * image, a read-write one a live share (share.h). */
 #define SILO_VM_LAYERS_DIR "/run/layers"   /* where a utility VM mounts uploaded layers */
 #define SILO_VM_LAYER_NAME_MAX 128
 
@@ -194,26 +198,26 @@ struct silo_vm_mapping {
         char host_path[PATH_MAX];
         char layer[SILO_VM_LAYER_NAME_MAX + 1]; /* hosted: the layer it is uploaded as */
         char file_name[NAME_MAX + 1];   /* a file bind: its name inside the image */
+        char share[65];                 /* shared: its entry in the guest's share root */
         bool readonly, is_file;
-        int fd;                         /* the image, already unlinked */
+        bool shared;                    /* read-write: a live share, fd is O_PATH on the source */
+        int fd;                         /* the image (already unlinked), or the share's source */
 };
 
 struct silo_vm_mappings {
         struct silo_vm_mapping m[SILO_VM_MAX_DISKS];
-        unsigned n;
+        unsigned n, n_disks, n_shares;
 };
 
 /* Rewrites config (the guest's copy) so each bind mount's source is its
- * disk inside the guest; *ret_mapped is the Create request's
- * MappedDirectories.  Binds of sockets or devices are dropped with a warning.
- * With layer_prefix (a container hosted in a utility VM), each becomes an
- * uploaded layer "<prefix>.mapN" instead, and writable binds are refused. */
+ * disk or share inside the guest; *ret_mapped is the Create request's
+ * MappedDirectories (the disks).  Binds of sockets or devices are dropped
+ * with a warning.  With layer_prefix (a container hosted in a utility VM),
+ * a read-only bind becomes an uploaded layer "<prefix>.mapN" and a
+ * read-write one the share "<prefix>.sN". */
 int silo_vm_map_binds(const struct silo_runtime *rt, json_t *config, const char *bundle, const char *layer_prefix,
                       struct silo_vm_mappings *ret, json_t **ret_mapped, silo_error *err);
 void silo_vm_mappings_done(struct silo_vm_mappings *m);
-/* After the VM stopped: copies each read-write image back into its source
- * (adds and overwrites; what the guest deleted stays on the host). */
-int silo_vm_mappings_copy_back(struct silo_vm_mappings *m, silo_error *err);
 
 /* The container's network namespace handed to the VM (net.c): its first
  * interface with an IPv4 address is bridged, inside that namespace, to a
@@ -257,8 +261,8 @@ int silo_vm_container_create_shim(const struct silo_runtime *rt, const char *id,
 int silo_vm_status(int statefd, const struct silo_state *st);
 int silo_vm_container_start(int statefd, const struct silo_state *st, silo_error *err);
 int silo_vm_container_kill(int statefd, const struct silo_state *st, int sig, bool all, silo_error *err);
-/* Before delete --force of a running VM: a clean power-off (mapped
- * directories are copied back); the teardown kills whatever is left. */
+/* Before delete --force of a running VM: a clean power-off; the teardown
+ * kills whatever is left. */
 void silo_vm_container_before_delete(int statefd, const struct silo_state *st);
 /* GetProperties from the guest: MemTotalKiB, MemAvailableKiB, ContainerMemoryBytes, ContainerPids. */
 int silo_vm_container_stats(int statefd, const struct silo_state *st, json_t **ret, silo_error *err);
