@@ -82,7 +82,8 @@ static int call(struct fixture *f, uint32_t opcode, uint64_t nodeid, const void 
         uint8_t msg[SILO_VM_SHARE_MSG_MAX];
         struct fuse_in_header h = { .opcode = opcode, .unique = ++f->unique, .nodeid = nodeid };
         size_t len = sizeof(h);
-        memcpy(msg + len, arg, arg_len);
+        if (arg_len)
+                memcpy(msg + len, arg, arg_len);
         len += arg_len;
         for (const char *s = s1; s; s = s == s1 ? s2 : NULL) {
                 memcpy(msg + len, s, strlen(s) + 1);
