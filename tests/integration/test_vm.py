@@ -750,6 +750,14 @@ def read_request():
         body += os.read(ctl, size - len(body))
     return t, i
 RESP = 0x20100000
+def negotiate_create_start():
+    """A well-behaved guest up to the container's start (ProcessId 5)."""
+    t, i = read_request()
+    os.write(ctl, frame(RESP | 1, i, b'{"Result":0,"Version":1}'))
+    t, i = read_request()                     # Create
+    os.write(ctl, frame(RESP | 2, i, b'{"Result":0,"ProcessId":5}'))
+    t, i = read_request()                     # Start
+    os.write(ctl, frame(RESP | 3, i, b'{"Result":0,"ProcessId":5}'))
 if mode == "random":
     random.seed(7)
     os.write(ctl, bytes(random.getrandbits(8) for _ in range(4096)))
@@ -777,12 +785,7 @@ elif mode == "errormsg":
     t, i = read_request()
     os.write(ctl, frame(RESP | 1, i, b'{"Result":-5,"ErrorMessage":"\\u001b]0;pwned\\u0007' + b"A" * 5000 + b'"}'))
 elif mode in ("stdiobad", "stdiounknown"):
-    t, i = read_request()
-    os.write(ctl, frame(RESP | 1, i, b'{"Result":0,"Version":1}'))
-    t, i = read_request()                     # Create
-    os.write(ctl, frame(RESP | 2, i, b'{"Result":0,"ProcessId":5}'))
-    t, i = read_request()                     # Start
-    os.write(ctl, frame(RESP | 3, i, b'{"Result":0,"ProcessId":5}'))
+    negotiate_create_start()
     stdio = fds[3]
     if mode == "stdiounknown":
         # Output for processes that do not exist is dropped; then the init exits with 3.
@@ -794,12 +797,7 @@ elif mode in ("stdiobad", "stdiounknown"):
         os.write(stdio, struct.pack("<II", 4 * 5 + 1, 0xffffffff) + b"x" * 64)
 elif mode.startswith("fs"):
     # The share's port (the sixth): garbage once the container runs.
-    t, i = read_request()
-    os.write(ctl, frame(RESP | 1, i, b'{"Result":0,"Version":1}'))
-    t, i = read_request()                     # Create
-    os.write(ctl, frame(RESP | 2, i, b'{"Result":0,"ProcessId":5}'))
-    t, i = read_request()                     # Start
-    os.write(ctl, frame(RESP | 3, i, b'{"Result":0,"ProcessId":5}'))
+    negotiate_create_start()
     fs = fds[5]
     def fuse(opcode, body, unique=1, nodeid=1, length=None):
         return struct.pack("<IIQQIIIHH", 40 + len(body) if length is None else length, opcode, unique, nodeid,
