@@ -485,6 +485,26 @@ static json_t *guest_config(const struct ctr *c)
         bool ro = json_is_true(json_object_get(root, "readonly"));
         json_object_set_new(cfg, "root", json_pack("{sssb}", "path", rootdir, "readonly", ro));
         json_object_del(cfg, "hooks");
+        /* The guest is ours: have the memory and pids controllers on the
+         * container's cgroup even without a limit ("max"), so its own usage
+         * can be reported (libsilo enables only what a limit needs). */
+        json_t *lx = json_object_get(cfg, "linux");
+        if (json_is_object(lx)) {
+                json_t *res = json_object_get(lx, "resources");
+                if (!json_is_object(res)) {
+                        res = json_object();
+                        json_object_set_new(lx, "resources", res);
+                }
+                json_t *mem = json_object_get(res, "memory"), *pids = json_object_get(res, "pids");
+                if (!json_is_object(mem))
+                        json_object_set_new(res, "memory", mem = json_object());
+                if (!json_is_object(pids))
+                        json_object_set_new(res, "pids", pids = json_object());
+                if (mem && !json_object_get(mem, "limit"))
+                        json_object_set_new(mem, "limit", json_integer(-1));
+                if (pids && !json_object_get(pids, "limit"))
+                        json_object_set_new(pids, "limit", json_integer(-1));
+        }
         json_t *annotations = json_object_get(cfg, "annotations");
         if (json_is_object(annotations))
                 json_object_set_new(annotations, "io.silo.isolation", json_string("process"));
