@@ -166,7 +166,21 @@ static bool apply_exit_locked(struct silod *d, struct ctr *ct, int dirfd)
         return true;
 }
 
+static void restart_consider_locked(struct ctr *ct, bool boot, int64_t now);
+static int64_t monotonic_ns(void);
+static void refresh_locked(struct silod *d, struct ctr *ct);
+
 void ctr_refresh_locked(struct silod *d, struct ctr *ct)
+{
+        refresh_locked(d, ct);
+        /* An exit the policy restarts reads "restarting" from the moment it
+         * is seen, whoever sees it first (docker's restart manager); before
+         * the poller's pass at start, which applies the start-time rules. */
+        if (d->restarts_armed)
+                restart_consider_locked(ct, false, monotonic_ns());
+}
+
+static void refresh_locked(struct silod *d, struct ctr *ct)
 {
         /* While removing, the files disappear one by one: the state is final. */
         if (ct->starting || ct->removed || ct->removing)
@@ -451,7 +465,9 @@ static bool restart_due_locked(struct silod *d, int64_t now)
                         due = ct;
         if (!due)
                 return false;
+        /* It reads "restarting", not "exited", until it is back. */
         due->restart_at = 0;
+        due->restart_in_flight = true;
         due->restart_count++;
         due->refs++;
         json_t *copy = restart_state_to_record_locked(due);
@@ -459,6 +475,9 @@ static bool restart_due_locked(struct silod *d, int64_t now)
         record_write_copy(due->dir, copy);
         silo_error err = SILO_ERROR_INIT;
         ctr_start(d, due, &err);        /* a failure is recorded as an exit: the policy decides again */
+        pthread_mutex_lock(&d->lock);
+        due->restart_in_flight = false;
+        pthread_mutex_unlock(&d->lock);
         ctr_unref(d, due);
         pthread_mutex_lock(&d->lock);
         return true;
@@ -475,6 +494,7 @@ void *containers_poll_thread(void *userdata)
                 ct->manually_stopped = json_is_true(json_object_get(ct->record, "HasBeenManuallyStopped"));
                 restart_consider_locked(ct, true, monotonic_ns());
         }
+        d->restarts_armed = true;
         while (!d->stopping) {
                 struct ctr *to_remove = NULL;
                 int64_t now = monotonic_ns();

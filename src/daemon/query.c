@@ -15,7 +15,7 @@ const char *ctr_status_name(const struct ctr *ct)
         switch (ct->status) {
         case CTR_CREATED: return "created";
         case CTR_RUNNING: return ct->paused ? "paused" : "running";
-        case CTR_EXITED: return ct->restart_at ? "restarting" : "exited";      /* policy backoff */
+        case CTR_EXITED: return ct->restart_at || ct->restart_in_flight ? "restarting" : "exited"; /* policy */
         }
         return "dead";
 }
@@ -171,7 +171,7 @@ enum MHD_Result container_inspect(struct silod *d, struct MHD_Connection *c, str
         silo_engine_format_time(ct->finished_at, finished);
         snprintf(name, sizeof(name), "/%s", ct->name);
         json_t *state = json_pack("{s:s, s:b, s:b, s:b, s:b, s:b, s:b, s:i, s:i, s:s, s:s, s:s}", "Status",
-                                  ctr_status_name(ct), "Running", ct->status == CTR_RUNNING, "Paused", ct->paused, "Restarting", ct->restart_at != 0,
+                                  ctr_status_name(ct), "Running", ct->status == CTR_RUNNING, "Paused", ct->paused, "Restarting", ct->restart_at != 0 || ct->restart_in_flight,
                                   "OOMKilled", 0, "Dead", 0, "Removing", ct->removing, "Pid", (int) ct->pid,
                                   "ExitCode", ct->exit_code, "Error", ct->error, "StartedAt", started, "FinishedAt",
                                   finished);

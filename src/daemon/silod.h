@@ -56,6 +56,7 @@ struct ctr {
         unsigned restart_count;
         unsigned restart_seen_exits;    /* exits the policy has decided on */
         int64_t restart_at;             /* CLOCK_MONOTONIC ns of a pending restart; 0: none */
+        bool restart_in_flight;         /* the policy's start is under way */
         int64_t restart_delay_ms;       /* current backoff */
         bool manually_stopped;
 };
@@ -72,6 +73,7 @@ struct silod {
         struct ctr *containers;
         struct exec_rec *execs;         /* exec instances (in memory only) */
         bool stopping;
+        bool restarts_armed;            /* the poller applied the policies at start (under lock) */
         unsigned attach_threads;        /* hijacked connections still streaming */
         pthread_t poller;
         /* watch.c: monitor pidfds of running containers (epoll) */
