@@ -662,6 +662,8 @@ void stop_container(struct ctr *c, int sig)
                 silo_error e = SILO_ERROR_INIT;
                 if (silo_container_kill(&rt, c->id, SIGKILL, true, &e) < 0)
                         logmsg("silo-guest: kill %s: %s", c->id, e.message);
+                /* Frozen tasks die only once thawed. */
+                silo_container_resume(&rt, c->id, NULL);
                 return;
         }
         if (kill(c->init, sig) < 0)

@@ -467,6 +467,19 @@ static void modify_settings(struct agent *a, struct silo_vm_msg *m)
         const char *req = json_string_value(json_object_get(b, "RequestType"));
         const char *name = json_string_value(json_object_get(settings, "Name"));
         json_t *size = json_object_get(settings, "Size");
+        /* Pause/Resume of a hosted container: libsilo freezes its cgroup here. */
+        if (type && !strcmp(type, "Container") && req && (!strcmp(req, "Pause") || !strcmp(req, "Resume"))) {
+                struct ctr *c = find_ctr(a, settings);
+                struct silo_runtime rt = { .state_root = STATE_DIR };
+                silo_error e = SILO_ERROR_INIT;
+                int r = !c || !c->started ? -ESRCH
+                        : !strcmp(req, "Pause") ? silo_container_pause(&rt, c->id, &e) : silo_container_resume(&rt, c->id, &e);
+                if (r < 0)
+                        respond_error(a, m->type, m->id, -r, "%s", c && c->started ? e.message : "no such running container");
+                else
+                        respond(a, m->type, m->id, 0, NULL, NULL);
+                return;
+        }
         /* A utility VM's NIC, configured once at boot: its containers share it. */
         if (type && !strcmp(type, "Network") && req && !strcmp(req, "Add")) {
                 int r = guest_net_configure(settings, errbuf, sizeof(errbuf));

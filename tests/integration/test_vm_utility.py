@@ -120,6 +120,17 @@ def test_utility_vm_hosts_several_containers(vm, tmp_path):
     r = vm.rt("create", "--bundle", b, "c4", stdout=None, stderr=None, capture_output=True)
     assert r.returncode != 0 and 'no utility VM "nosuch"' in r.stderr, r.stderr
 
+    # Pause freezes one container in the guest (its cgroup there); the other runs on.
+    assert vm.rt("pause", "c2").returncode == 0
+    assert vm.state("c2")["status"] == "paused" and vm.state("c1")["status"] == "running"
+    r = vm.rt("exec", "c1", "/bin/true")
+    assert r.returncode == 0, r.stderr
+    assert vm.rt("pause", "c2").returncode != 0                 # only once
+    assert vm.rt("resume", "c2").returncode == 0
+    assert vm.state("c2")["status"] == "running"
+    r = vm.rt("exec", "c2", "/bin/sh", "-c", "echo thawed")
+    assert r.returncode == 0 and r.stdout == "thawed\n", r.stderr
+
     # SIGKILL stops one container; the VM and the other go on.
     assert vm.rt("kill", "c1", "KILL").returncode == 0
     deadline = time.monotonic() + 10
@@ -128,6 +139,16 @@ def test_utility_vm_hosts_several_containers(vm, tmp_path):
     assert vm.state("c1")["status"] == "stopped"
     assert vm.state("c2")["status"] == "running" and vm.state("uvm")["status"] == "running"
     assert vm.rt("delete", "c1").returncode == 0
+
+    # A paused one deleted by force is thawed and dies in its guest.
+    b = write_bundle(tmp_path / "c5", hosted_config(vm, "uvm", "c5", ["/bin/sleep", "600"]))
+    assert vm.rt("create", "--bundle", b, "c5").returncode == 0
+    assert vm.rt("start", "c5").returncode == 0
+    assert vm.rt("pause", "c5").returncode == 0
+    assert vm.rt("delete", "--force", "c5").returncode == 0
+    # Gone from the guest too: the same id can be created there again.
+    assert vm.rt("create", "--bundle", b, "c5").returncode == 0
+    assert vm.rt("delete", "--force", "c5").returncode == 0
 
     # Stopping the utility VM stops what it hosts.
     assert vm.rt("kill", "uvm", "TERM").returncode == 0
@@ -184,6 +205,10 @@ def test_compute_virtual_machine_hosts_containers(compute, tmp_path):
     doc2["HostingSystemId"] = "nosuch"
     assert 'no compute system "nosuch"' in compute.fail("create", "web2", doc2)
 
+    compute.ok("pause", "web")
+    assert compute.props("web")["State"] == "Paused"
+    compute.ok("resume", "web")
+    assert compute.props("web")["State"] == "Running"
     compute.ok("shutdown", "--timeout", "20", "web")
     p = compute.props("web")
     assert p["State"] == "Stopped" and p["ExitType"] == "GracefulExit"

@@ -317,9 +317,8 @@ static int set_frozen(const struct silo_runtime *rt, const char *id, bool frozen
         int r = silo_container_open(rt, id, &statefd, &st, err);
         if (r < 0)
                 return r;
-        if (silo_vm_hosted(st->annotations))
-                return silo_error_msg(err, EOPNOTSUPP, "cannot %s container \"%s\": it is hosted in a utility VM "
-                                      "(pause the VM instead)", frozen ? "pause" : "resume", id);
+        if (silo_vm_hosted(st->annotations))            /* its cgroup is in the guest (src/lib/vm) */
+                return silo_vm_hosted_freeze(statefd, st, frozen, err);
         enum silo_status status = silo_state_status(statefd, st);
         enum silo_status want = frozen ? SILO_STATUS_RUNNING : SILO_STATUS_PAUSED;
         if (status != want)

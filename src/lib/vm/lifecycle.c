@@ -58,8 +58,11 @@ int silo_vm_status(int statefd, const struct silo_state *st)
         int s = silo_state_status(statefd, st);
         if (s == SILO_STATUS_RUNNING && faccessat(statefd, SILO_VM_CREATED_MARK, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
                 return SILO_STATUS_CREATED;
+        if (s == SILO_STATUS_RUNNING && faccessat(statefd, SILO_VM_PAUSED_MARK, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                return SILO_STATUS_PAUSED;
         return s;
 }
+
 
 static int api_connect(int statefd, silo_error *err)
 {
@@ -139,6 +142,29 @@ static int api_call(int statefd, json_t *req, int timeout_ms, json_t **ret, silo
                 return fd;
         int r = api_send(fd, req, NULL, 0, err);
         return r < 0 ? r : api_wait(fd, timeout_ms, ret, err);
+}
+
+int silo_vm_hosted_freeze(int statefd, const struct silo_state *st, bool frozen, silo_error *err)
+{
+        enum silo_status status = silo_vm_status(statefd, st);
+        enum silo_status want = frozen ? SILO_STATUS_RUNNING : SILO_STATUS_PAUSED;
+        if (status != want)
+                return silo_error_msg(err, EINVAL, "cannot %s container \"%s\": it is %s, not %s",
+                                      frozen ? "pause" : "resume", st->id, silo_status_name(status),
+                                      silo_status_name(want));
+        _cleanup_json_ json_t *req = api_req(st, frozen ? "pause" : "resume");
+        int r = req ? api_call(statefd, req, API_TIMEOUT_MS, NULL, err) : silo_error_set(err, ENOMEM, "pause");
+        if (r < 0)
+                return r;
+        if (!frozen) {
+                unlinkat(statefd, SILO_VM_PAUSED_MARK, 0);
+                return 0;
+        }
+        int mark = openat(statefd, SILO_VM_PAUSED_MARK, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (mark < 0)
+                return silo_error_set(err, errno, "create %s", SILO_VM_PAUSED_MARK);
+        close(mark);
+        return 0;
 }
 
 /* A pty on the host whose master goes to the console socket; the shim
@@ -574,6 +600,10 @@ int silo_vm_container_kill(int statefd, const struct silo_state *st, int sig, bo
 void silo_vm_container_before_delete(int statefd, const struct silo_state *st)
 {
         enum silo_status status = silo_vm_status(statefd, st);
+        /* A paused hosted container is thawed first: it dies in its guest. */
+        if (status == SILO_STATUS_PAUSED && hosted_by(st->annotations) &&
+            silo_vm_hosted_freeze(statefd, st, false, NULL) == 0)
+                status = SILO_STATUS_RUNNING;
         /* A paused VM cannot power off: the teardown kills it. */
         if (status != SILO_STATUS_RUNNING && status != SILO_STATUS_CREATED)
                 return;

@@ -636,6 +636,14 @@ static int api_request(struct shim *sh, int client, silo_error *err)
                         api_reply(client, resp);
                         answered = true;
                 }
+        } else if (!strcmp(op, "pause") || !strcmp(op, "resume")) {
+                _cleanup_json_ json_t *body = h ? json_pack("{ssss s{ss}}", "ResourceType", "Container", "RequestType",
+                                                            op[0] == 'p' ? "Pause" : "Resume", "Settings",
+                                                            "ContainerId", h->id) : NULL;
+                r = !h ? silo_error_msg(&e, EINVAL, "%s: only a hosted container is paused in its guest", op)
+                    : body ? silo_vm_session_request(&sh->s, SILO_VM_OP_MODIFY_SETTINGS, body, REQUEST_TIMEOUT_MS,
+                                                     NULL, &e)
+                           : silo_error_set(&e, ENOMEM, "%s", op);
         } else if (!strcmp(op, "shutdown")) {
                 if (h) {
                         /* The guest stops it; its exit ends the stand-in. */

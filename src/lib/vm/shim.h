@@ -8,6 +8,8 @@
 #define SILO_VM_SOCKET "vm.sock"
 /* Present in the state directory from create until start succeeded. */
 #define SILO_VM_CREATED_MARK "vm.created"
+/* A hosted container frozen in its guest (its host state has no cgroup). */
+#define SILO_VM_PAUSED_MARK "vm.paused"
 
 struct silo_vm_shim_config {
         const struct silo_runtime *rt;

@@ -269,6 +269,8 @@ int silo_vm_container_stats(int statefd, const struct silo_state *st, json_t **r
 /* A container hosted in a utility VM (annotation io.silo.vm.host): no host
  * cgroup of its own; its figures all come from the guest. */
 bool silo_vm_hosted(json_t *annotations);
+/* Pause/resume of a hosted container: its cgroup in the guest. */
+int silo_vm_hosted_freeze(int statefd, const struct silo_state *st, bool frozen, silo_error *err);
 int silo_vm_hosted_stats(int statefd, const struct silo_state *st, json_t **ret, silo_error *err);
 /* Into `stats` (runc events --stats data of the host cgroup, i.e. QEMU's):
  * memory.usage.usage and pids.current of the container inside the guest,
