@@ -71,6 +71,8 @@ struct agent {
 /* guest.c */
 void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int64_t now_ms(void);
+/* The first line of a small sysfs attribute, without its newline; -errno. */
+int read_sysfs_line(const char *path, char *buf, size_t len);
 
 /* containers.c */
 void closep(int *fd);

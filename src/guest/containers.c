@@ -36,14 +36,7 @@ static int find_disk(const char *serial, char *ret_path, size_t len)
                                 continue;
                         char path[64], buf[64] = "";
                         snprintf(path, sizeof(path), "/sys/block/%s/serial", de->d_name);
-                        int fd = open(path, O_RDONLY | O_CLOEXEC);
-                        if (fd < 0)
-                                continue;
-                        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-                        close(fd);
-                        buf[n > 0 ? n : 0] = 0;
-                        buf[strcspn(buf, "\n")] = 0;
-                        if (strcmp(buf, serial))
+                        if (read_sysfs_line(path, buf, sizeof(buf)) < 0 || strcmp(buf, serial))
                                 continue;
                         snprintf(ret_path, len, "/dev/%s", de->d_name);
                         closedir(d);

@@ -38,24 +38,22 @@
 #include "process/sync.h"
 #include "vm/proto.h"
 
-#define MODULES_DIR "/lib/modules"
-#define ROOT_SERIAL "silo-rootfs"
-#define LOWER_DIR "/run/lower"
-#define SCRATCH_DIR "/run/scratch"
-#define ROOT_DIR "/run/root"
-#define MAPPED_DIR "/run/mapped"
-#define BUNDLE_DIR "/run/bundle"
-#define STATE_DIR "/run/silo"
-#define CONSOLE_DIR "/run/console"
-#define HOSTED_DIR "/run/c"             /* a hosted container's own lower, scratch, root, bundle */
-#define DEVICE_WAIT_MS 10000
-#define SETUP_TIMEOUT_MS 30000
-#define MAX_PROCS 64
-#define MAX_MAPPED 16
-#define MAX_CONTAINERS 16
-
 static const char *const port_names[_PORT_MAX] = { "silo.control", "silo.stdout", "silo.stderr", "silo.stdio",
                                                    "silo.data" };
+
+int read_sysfs_line(const char *path, char *buf, size_t len)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = read(fd, buf, len - 1);
+        close(fd);
+        if (n <= 0)
+                return n < 0 ? -EIO : -ENODATA;
+        buf[n] = 0;
+        buf[strcspn(buf, "\n")] = 0;
+        return 0;
+}
 
 void logmsg(const char *fmt, ...)
 {
@@ -182,15 +180,8 @@ static int find_ports(int ports[_PORT_MAX])
                                 continue;
                         char path[128], name[64] = "";
                         snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", de->d_name);
-                        int fd = open(path, O_RDONLY | O_CLOEXEC);
-                        if (fd < 0)
+                        if (read_sysfs_line(path, name, sizeof(name)) < 0)
                                 continue;
-                        ssize_t n = read(fd, name, sizeof(name) - 1);
-                        close(fd);
-                        if (n <= 0)
-                                continue;
-                        name[n] = 0;
-                        name[strcspn(name, "\n")] = 0;
                         for (int i = 0; i < _PORT_MAX; i++) {
                                 if (ports[i] >= 0 || strcmp(name, port_names[i]))
                                         continue;
