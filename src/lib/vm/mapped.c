@@ -69,30 +69,6 @@ static void remove_tree(const char *path)
         silo_vm_run_tool(argv, -1, NULL);
 }
 
-/* Builds the erofs image of directory `source` and returns an open fd to it. */
-static int build_image(const char *source, int *ret_fd, silo_error *err)
-{
-        char dir[PATH_MAX], image[PATH_MAX + 8];
-        int r = silo_vm_tempdir(dir, err);
-        if (r < 0)
-                return r;
-        snprintf(image, sizeof(image), "%s/image", dir);
-        char *const argv[] = { "mkfs.erofs", "--quiet", "-x-1", image, (char *) source, NULL };
-        r = silo_vm_run_tool(argv, -1, err);
-        int fd = -1;
-        if (r == 0) {
-                fd = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-                if (fd < 0)
-                        r = silo_error_set(err, errno, "open %s", image);
-        }
-        unlink(image);
-        rmdir(dir);
-        if (r < 0)
-                return r;
-        *ret_fd = fd;
-        return 0;
-}
-
 static bool is_bind(json_t *m)
 {
         const char *type = json_string_value(json_object_get(m, "type"));
@@ -130,7 +106,7 @@ static int file_image(struct silo_vm_mapping *mp, silo_error *err)
         char *const argv[] = { "cp", "-a", "--", mp->host_path, copy, NULL };
         r = silo_vm_run_tool(argv, -1, err);
         if (r == 0)
-                r = build_image(dir, &mp->fd, err);
+                r = silo_vm_erofs_image(dir, &mp->fd, err);
         remove_tree(dir);
         return r;
 }
@@ -190,7 +166,7 @@ static int map_one(const struct silo_runtime *rt, json_t *mounts, size_t i, cons
                         return silo_error_set(err, ENOMEM, "mapped directories");
                 return 0;
         }
-        int r = mp->is_file ? file_image(mp, err) : build_image(mp->host_path, &mp->fd, err);
+        int r = mp->is_file ? file_image(mp, err) : silo_vm_erofs_image(mp->host_path, &mp->fd, err);
         if (r < 0)
                 return silo_error_prefix(err, "mounts[%zu]: mapping %s into the VM", i, mp->host_path);
         unsigned disk = maps->n_disks++;

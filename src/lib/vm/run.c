@@ -39,6 +39,12 @@ bool silo_vm_wanted(json_t *config)
 
 int silo_vm_rootfs_image(const char *rootfs, int *ret_fd, silo_error *err)
 {
+        int r = silo_vm_erofs_image(rootfs, ret_fd, err);
+        return r < 0 ? silo_error_prefix(err, "building the VM rootfs image of %s", rootfs) : 0;
+}
+
+int silo_vm_erofs_image(const char *source, int *ret_fd, silo_error *err)
+{
         char dir[PATH_MAX], image[PATH_MAX];
         int r = silo_vm_tempdir(dir, err);
         if (r < 0)
@@ -48,7 +54,7 @@ int silo_vm_rootfs_image(const char *rootfs, int *ret_fd, silo_error *err)
                 return silo_error_msg(err, ENAMETOOLONG, "TMPDIR too long");
         }
         /* -x-1: no xattrs (security.* labels of the host mean nothing in the guest). */
-        char *const argv[] = { "mkfs.erofs", "--quiet", "-x-1", (char *) image, (char *) rootfs, NULL };
+        char *const argv[] = { "mkfs.erofs", "--quiet", "-x-1", (char *) image, (char *) source, NULL };
         r = silo_vm_run_tool(argv, -1, err);
         int fd = -1;
         if (r == 0) {
@@ -59,7 +65,7 @@ int silo_vm_rootfs_image(const char *rootfs, int *ret_fd, silo_error *err)
         unlink(image);
         rmdir(dir);
         if (r < 0)
-                return silo_error_prefix(err, "building the VM rootfs image of %s", rootfs);
+                return r;
         *ret_fd = fd;
         return 0;
 }

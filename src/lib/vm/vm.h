@@ -164,6 +164,9 @@ void silo_vm_session_drain(struct silo_vm_session *s, int idle_ms);
 /* Builds a read-only block image of a rootfs directory (erofs, else ext4)
  * and returns an fd to it; the file itself is already unlinked. */
 int silo_vm_rootfs_image(const char *rootfs, int *ret_fd, silo_error *err);
+/* The same for any directory (read-only mapped directories, layers), without
+ * the rootfs wording in errors. */
+int silo_vm_erofs_image(const char *source, int *ret_fd, silo_error *err);
 
 /* What a VM is made of, from the container's config and the environment
  * (SILO_VM_* variables, docs/VM.md). */
