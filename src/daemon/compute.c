@@ -389,10 +389,7 @@ static void *hijack_thread(void *userdata)
         proc_reap(p);
         MHD_upgrade_action(p->urh, MHD_UPGRADE_ACTION_CLOSE);
         proc_free(p);
-        pthread_mutex_lock(&d->lock);
-        d->attach_threads--;
-        pthread_cond_broadcast(&d->changed);
-        pthread_mutex_unlock(&d->lock);
+        attach_thread_done(d);
         return NULL;
 }
 
@@ -418,10 +415,7 @@ static void upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const c
         MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
         struct silod *d = p->d;
         reap_in_background(p);
-        pthread_mutex_lock(&d->lock);
-        d->attach_threads--;
-        pthread_cond_broadcast(&d->changed);
-        pthread_mutex_unlock(&d->lock);
+        attach_thread_done(d);
 }
 
 /* Takes over sys: the process's owner (its stream, or a reaper thread)
@@ -488,9 +482,7 @@ static enum MHD_Result process_create(struct silod *d, struct MHD_Connection *c,
         }
         if (!resp) {
                 if (upgrade) {
-                        pthread_mutex_lock(&d->lock);
-                        d->attach_threads--;
-                        pthread_mutex_unlock(&d->lock);
+                        attach_thread_done(d);
                 }
                 reap_in_background(p);
                 return MHD_NO;

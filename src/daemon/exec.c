@@ -498,10 +498,7 @@ static void *exec_session_thread(void *userdata)
         if (s->urh)
                 MHD_upgrade_action(s->urh, MHD_UPGRADE_ACTION_CLOSE);
         session_free(s);
-        pthread_mutex_lock(&d->lock);
-        d->attach_threads--;
-        pthread_cond_broadcast(&d->changed);
-        pthread_mutex_unlock(&d->lock);
+        attach_thread_done(d);
         return NULL;
 }
 

@@ -31,8 +31,7 @@ void add_hijack_headers(struct MHD_Response *resp, bool tty)
         add_common_headers(resp);
 }
 
-static enum MHD_Result reply_buffer(struct MHD_Connection *c, unsigned status, char *data, size_t len,
-                                    const char *type)
+enum MHD_Result reply_buffer(struct MHD_Connection *c, unsigned status, char *data, size_t len, const char *type)
 {
         struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
         if (!resp) {
@@ -45,6 +44,14 @@ static enum MHD_Result reply_buffer(struct MHD_Connection *c, unsigned status, c
         enum MHD_Result r = MHD_queue_response(c, status, resp);
         MHD_destroy_response(resp);
         return r;
+}
+
+void attach_thread_done(struct silod *d)
+{
+        pthread_mutex_lock(&d->lock);
+        d->attach_threads--;
+        pthread_cond_broadcast(&d->changed);
+        pthread_mutex_unlock(&d->lock);
 }
 
 enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *doc)

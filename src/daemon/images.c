@@ -270,16 +270,7 @@ static enum MHD_Result image_load(struct silod *d, struct MHD_Connection *c, str
         silo_strv_free(loaded);
         if (!text)
                 return MHD_NO;
-        struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-        if (!resp) {
-                free(text);
-                return MHD_NO;
-        }
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-        add_common_headers(resp);
-        enum MHD_Result ret = MHD_queue_response(c, 200, resp);
-        MHD_destroy_response(resp);
-        return ret;
+        return reply_buffer(c, 200, text, len, "application/json");
 }
 
 /* GET /images/{name}/history: the config's history, newest first; entries

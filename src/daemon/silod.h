@@ -111,6 +111,10 @@ void watch_stop(struct silod *d);
 
 /* ---- http.c ---- */
 enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *doc);   /* steals doc */
+/* Takes data (malloc'd), also on failure; type may be NULL. */
+enum MHD_Result reply_buffer(struct MHD_Connection *c, unsigned status, char *data, size_t len, const char *type);
+/* A hijacked connection's thread ends (silod's shutdown waits for them all). */
+void attach_thread_done(struct silod *d);
 enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 enum MHD_Result reply_errno(struct MHD_Connection *c, int r, const silo_error *err);

@@ -472,10 +472,7 @@ static void *attach_thread(void *userdata)
         silo_close_reset(&a->stdin_dirfd);
         stream_free(st);
         free(a);
-        pthread_mutex_lock(&d->lock);
-        d->attach_threads--;
-        pthread_cond_broadcast(&d->changed);
-        pthread_mutex_unlock(&d->lock);
+        attach_thread_done(d);
         return NULL;
 }
 
@@ -508,9 +505,7 @@ static void upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const c
                         pthread_detach(t);
                         return;
                 }
-                pthread_mutex_lock(&st->d->lock);
-                st->d->attach_threads--;
-                pthread_mutex_unlock(&st->d->lock);
+                attach_thread_done(st->d);
         }
         free(a);
         stream_free(st);
