@@ -94,20 +94,30 @@ def netcompute(session_dir, cgroup_parent, rootfs_base):
         assert not any(left), f"network leftovers (veths, leases, namespace mounts): {left}"
 
 
+def serve(c, sid, text):
+    """busybox httpd on port 80 of compute system sid, serving `text`."""
+    c.silo("compute", "exec", "--detach", sid, {"CommandArgs": [
+        "sh", "-c", f"mkdir -p /tmp/www && echo {text} > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]})
+
+
+def fetch_until(c, port, expect, limit, pause):
+    """GET / from the host's 127.0.0.1:port until it answers `expect` or `limit` seconds pass."""
+    deadline = time.time() + limit
+    while True:
+        p = c.host("python3", "-c", HTTP_GET, "127.0.0.1", port, check=False)
+        if p.stdout == expect or time.time() > deadline:
+            return p
+        time.sleep(pause)
+
+
 def test_compute_system_on_a_network(netcompute):
     c = netcompute
     c.silo("network", "create", "--subnet", "10.213.5.0/24", "cnet")
     doc = c.document("sys1", {"Network": "cnet", "Ports": ["127.0.0.1:18700:80"]})
     c.silo("compute", "create", "sys1", doc)
     c.silo("compute", "start", "sys1")
-    c.silo("compute", "exec", "--detach", "sys1", {"CommandArgs": [
-        "sh", "-c", "mkdir -p /tmp/www && echo hi-compute > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]})
-    deadline = time.time() + 10
-    while True:
-        p = c.host("python3", "-c", HTTP_GET, "127.0.0.1", "18700", check=False)
-        if p.stdout == "hi-compute\n" or time.time() > deadline:
-            break
-        time.sleep(0.1)
+    serve(c, "sys1", "hi-compute")
+    p = fetch_until(c, "18700", "hi-compute\n", limit=10, pause=0.1)
     assert p.stdout == "hi-compute\n", p.stderr
     out = c.silo("compute", "exec", "sys1", {"CommandArgs": ["sh", "-c", "cat /etc/hosts; ip -o -4 addr"],
                                              "CreateStdOutPipe": True}).stdout
@@ -157,14 +167,8 @@ def test_virtual_machine_network_is_its_containers(netcompute):
         doc["HostingSystemId"] = "pod"
         c.silo("compute", "create", name, doc)
         c.silo("compute", "start", name)
-    c.silo("compute", "exec", "--detach", "web", {"CommandArgs": [
-        "sh", "-c", "mkdir -p /tmp/www && echo hi-pod > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]})
-    deadline = time.time() + 20
-    while True:
-        p = c.host("python3", "-c", HTTP_GET, "127.0.0.1", "18702", check=False)
-        if p.stdout == "hi-pod\n" or time.time() > deadline:
-            break
-        time.sleep(0.2)
+    serve(c, "web", "hi-pod")
+    p = fetch_until(c, "18702", "hi-pod\n", limit=20, pause=0.2)
     assert p.stdout == "hi-pod\n", p.stderr
     # The other container: the same stack, so the pod's loopback reaches the web server.
     out = c.silo("compute", "exec", "client", {"CommandArgs": ["sh", "-c",
